@@ -1,0 +1,3 @@
+"""dupdetect: find duplicate and near-duplicate images, self-hosted."""
+
+__version__ = "0.1.0"

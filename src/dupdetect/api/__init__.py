@@ -1,0 +1,1 @@
+"""HTTP layer: thin controllers, msgspec request/response Structs, error mapping."""

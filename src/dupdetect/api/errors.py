@@ -1,0 +1,85 @@
+"""One JSON error shape for every 4xx/5xx, so clients can branch on ``error.code``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    code: str
+    """Stable, machine-readable: e.g. ``not_found``, ``payload_too_large``, ``invalid_request``."""
+    message: str
+    """For people; may change between versions."""
+    details: Any | None = None
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """Raised by handlers and domain code that knows the status and code of a failure."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_response(status: int, code: str, message: str, details: Any | None = None) -> Response[ErrorResponse]:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def error_responses(*documented: tuple[int, str]) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for a handler's error statuses, all with the one error shape."""
+    return {
+        status: ResponseSpec(data_container=ErrorResponse, description=description, generate_examples=False)
+        for status, description in documented
+    }
+
+
+def _code_for(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
+
+
+def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
+    if isinstance(exc, ValidationException):
+        return error_response(400, "invalid_request", exc.detail, exc.extra or None)
+    status = exc.status_code
+    if status >= 500:
+        log.error("server error %s: %s", status, exc.detail)
+    return error_response(status, _code_for(status), exc.detail)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; the server log has the details")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

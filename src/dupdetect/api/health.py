@@ -1,0 +1,42 @@
+"""Liveness and readiness, for orchestrators and for `dupdetect serve` users."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+
+from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.runtime import Runtime
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    database: str
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/health", summary="Liveness: the process answers")
+    async def health(self) -> Health:
+        return Health(status="ok")
+
+    @get(
+        "/ready",
+        summary="Readiness: the database answers",
+        responses=error_responses((503, "The database does not answer")),
+    )
+    async def ready(self, runtime: NamedDependency[Runtime]) -> Readiness:
+        try:
+            async with asyncio.timeout(2):
+                await runtime.pool.fetchval("SELECT 1")
+        except Exception as exc:
+            raise ApiError(503, "database_unavailable", f"database not ready: {exc}") from exc
+        return Readiness(status="ready", database="ok")

