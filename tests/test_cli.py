@@ -19,6 +19,7 @@ DUPDETECT = [sys.executable, "-m", "dupdetect.cli"]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
+    env["DUPDETECT_MODEL"] = "efficientnet_lite0"
     env.update(extra)
     return env
 

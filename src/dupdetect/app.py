@@ -17,6 +17,7 @@ from litestar.plugins import InitPluginProtocol
 from dupdetect import __version__
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
+from dupdetect.api.images import ImagesController
 from dupdetect.runtime import Runtime, running
 from dupdetect.settings import Settings
 
@@ -46,7 +47,7 @@ class DupdetectPlugin(InitPluginProtocol):
             yield
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.route_handlers.extend([HealthController])
+        app_config.route_handlers.extend([HealthController, ImagesController])
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)

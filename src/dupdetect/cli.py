@@ -1,4 +1,4 @@
-"""``dupdetect`` command line: serve, migrate."""
+"""``dupdetect`` command line: serve, migrate, weights."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import msgspec
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, require_pgvector
+from dupdetect.embedding.backbones import BACKBONES
+from dupdetect.embedding.weights import WeightsError
 from dupdetect.settings import Settings, SettingsError
 
 
@@ -51,6 +53,25 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
+    from dupdetect.embedding import weights
+
+    model = args.model or settings.model.model
+    if model not in weights.TORCHVISION_MODELS:
+        print(f"dupdetect: {model} weights are installed with the package; nothing to download")
+        return 0
+    target = weights.hub_cache_path(model)
+    if target.is_file():
+        print(f"dupdetect: {model} weights already in {target}")
+        return 0
+    try:
+        path = weights.download(model)
+    except OSError as exc:
+        raise weights.WeightsError(f"downloading {weights.torchvision_url(model)} failed: {exc}") from exc
+    print(f"dupdetect: {model} weights saved to {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dupdetect", description="Duplicate image detection service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="bring the database schema up to date")
     mig.add_argument("--downgrade", metavar="REVISION", help="go down to REVISION instead ('base' empties it)")
     mig.set_defaults(run=_migrate)
+
+    weights_cmd = commands.add_parser("weights", help="model weights for offline use")
+    weights_sub = weights_cmd.add_subparsers(dest="action", required=True)
+    download = weights_sub.add_parser("download", help="fetch torchvision weights into the torch hub cache")
+    download.add_argument("--model", choices=sorted(BACKBONES), help="default: DUPDETECT_MODEL")
+    download.set_defaults(run=_weights_download)
     return parser
 
 
@@ -73,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return int(args.run(settings, args))
-    except (SettingsError, DatabaseError) as exc:
+    except (SettingsError, DatabaseError, WeightsError) as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""What a running service holds (database server, pool), started and stopped in one place."""
+"""What a running service holds (database, store, embedding pipeline, URL fetcher), started
+in order and stopped in reverse in one place."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import asyncpg
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
+from dupdetect.embedding.pipeline import EmbeddingPipeline
+from dupdetect.embedding.weights import WeightsError
+from dupdetect.fetch import Fetcher
 from dupdetect.settings import Settings
+from dupdetect.store.base import ModelMismatch, VectorStore
+from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,9 @@ class Runtime:
     settings: Settings
     server: DatabaseServer
     pool: asyncpg.Pool
+    store: VectorStore
+    pipeline: EmbeddingPipeline
+    fetcher: Fetcher
 
 
 async def _prepare_schema(dsn: str, settings: Settings) -> None:
@@ -51,7 +60,14 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             await _prepare_schema(server.dsn, settings)
             pool = await create_pool(server.dsn, settings.database)
             stack.push_async_callback(pool.close)
-        except DatabaseError as exc:
+            log.info("database ready: %s", server.describe())
+            pipeline = EmbeddingPipeline(settings)
+            store = PgVectorStore(pool, dims=pipeline.dims, ef_search=settings.duplicates.ef_search)
+            await store.check_model(pipeline.model_name, settings.model.allow_model_change)
+            await asyncio.to_thread(pipeline.start)
+            stack.callback(pipeline.stop)
+        except (DatabaseError, WeightsError, ModelMismatch) as exc:
             raise StartupError(str(exc)) from exc
-        log.info("database ready: %s", server.describe())
-        yield Runtime(settings=settings, server=server, pool=pool)
+        fetcher = Fetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
+        stack.push_async_callback(fetcher.close)
+        yield Runtime(settings=settings, server=server, pool=pool, store=store, pipeline=pipeline, fetcher=fetcher)

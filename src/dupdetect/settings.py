@@ -55,11 +55,13 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     model: ModelName = "resnet50"
     weights_file: Path | None = None
     """A state dict for ``model``; first in the weights resolution order."""
+    weights_download: bool = True
+    """Last in the resolution order: fetch torchvision's weights at start-up if not cached."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """``auto`` uses bf16 where the hardware runs it natively (AVX-512 BF16/AMX, CUDA)."""
-    image_size: Annotated[int, Meta(ge=64, le=1024)] = 384
-    """Longer side of the network input; the whole image is kept, no centre crop."""
+    image_size: Annotated[int, Meta(ge=64, le=1024)] = 224
+    """Side of the square network input; the whole image is resized to it, no centre crop."""
     batch_size: Annotated[int, Meta(ge=1, le=256)] = 32
     batch_wait_ms: Annotated[float, Meta(ge=0.0)] = 10.0
     queue_size: Positive = 512

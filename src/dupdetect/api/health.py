@@ -19,6 +19,7 @@ class Health(msgspec.Struct):
 class Readiness(msgspec.Struct):
     status: str
     database: str
+    model: str
 
 
 class HealthController(Controller):
@@ -30,13 +31,13 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Readiness: the database answers",
+        summary="Readiness: the database answers and the model is loaded",
         responses=error_responses((503, "The database does not answer")),
     )
     async def ready(self, runtime: NamedDependency[Runtime]) -> Readiness:
         try:
             async with asyncio.timeout(2):
-                await runtime.pool.fetchval("SELECT 1")
+                await runtime.store.ping()
         except Exception as exc:
             raise ApiError(503, "database_unavailable", f"database not ready: {exc}") from exc
-        return Readiness(status="ready", database="ok")
+        return Readiness(status="ready", database="ok", model=runtime.pipeline.model_name)

@@ -1,0 +1,170 @@
+"""Thin HTTP handlers for images, requests and duplicates; the work is in intake, ingest,
+duplicates and the store."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from dupdetect import duplicates
+from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.api.schemas import (
+    DuplicatesResponse,
+    ImageDuplicates,
+    ImageOut,
+    ImagesOperation,
+    IngestItem,
+    IngestResponse,
+    RequestOut,
+    duplicate_out,
+    image_out,
+    request_out,
+    source,
+)
+from dupdetect.embedding.worker import Overloaded
+from dupdetect.ingest import NoValidImages, Outcome, ingest
+from dupdetect.intake import IntakeError, read_items
+from dupdetect.runtime import Runtime
+from dupdetect.store.base import RequestNotFound
+
+Threshold = Annotated[
+    float | None,
+    QueryParameter(gt=0.0, le=1.0, description="Similarity floor; without it, the pairs recorded at ingest (default threshold)."),
+]
+Limit = Annotated[int | None, QueryParameter(ge=1, le=1000, description="Duplicates per image; default DUPDETECT_TOP_K.")]
+
+
+def _item(outcome: Outcome) -> IngestItem:
+    if outcome.error is not None:
+        return IngestItem(index=outcome.index, error=outcome.error)
+    return IngestItem(index=outcome.index, image_id=outcome.image_id, duplicates=len(outcome.duplicates))
+
+
+def _not_found(kind: str, key: uuid.UUID) -> ApiError:
+    return ApiError(404, f"{kind}_not_found", f"no {kind} with id {key}")
+
+
+class ImagesController(Controller):
+    tags = ["images"]
+
+    @post(
+        "/images",
+        summary="Add images and find their duplicates",
+        description=(
+            "Multipart (field `files`, repeated) or JSON (`images`: base64 and/or URL items). Every item gets"
+            " an outcome by its index; valid ones are stored even if others fail."
+        ),
+        operation_class=ImagesOperation,
+        request_max_body_size=None,  # intake enforces the per-image and per-request limits while streaming
+        status_code=201,
+        responses=error_responses(
+            (400, "Malformed body"),
+            (413, "Too many images, or the body is too large"),
+            (415, "Neither multipart/form-data nor application/json"),
+            (422, "No item is usable; details lists each item's error, nothing was stored"),
+            (503, "The model's queue is full; retry later"),
+        ),
+    )
+    async def add_images(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> IngestResponse:
+        limits = runtime.settings.limits
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
+            raise ApiError(413, "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes")
+        try:
+            items = await read_items(request.headers.get("content-type", ""), request.stream(), limits)
+            result = await ingest(
+                items,
+                pipeline=runtime.pipeline,
+                store=runtime.store,
+                fetcher=runtime.fetcher,
+                rules=runtime.settings.duplicates,
+            )
+        except IntakeError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        except NoValidImages as exc:
+            raise ApiError(
+                422, "no_valid_images", "none of the images could be used", [_item(o) for o in exc.outcomes]
+            ) from exc
+        except Overloaded as exc:
+            raise ApiError(503, "overloaded", f"{exc}; retry in a few seconds") from exc
+        return IngestResponse(
+            request_id=result.request_id, added=result.added, items=[_item(o) for o in result.outcomes]
+        )
+
+    @get(
+        "/duplicates/{request_id:uuid}",
+        summary="Duplicates of each image of a request",
+        responses=error_responses((400, "Malformed request id or parameter"), (404, "No such request")),
+    )
+    async def get_duplicates(
+        self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime], threshold: Threshold = None, limit: Limit = None
+    ) -> DuplicatesResponse:
+        try:
+            found = await duplicates.for_request(
+                runtime.store,
+                request_id,
+                model=runtime.pipeline.model_name,
+                threshold=threshold,
+                limit=limit or runtime.settings.duplicates.top_k,
+            )
+        except RequestNotFound as exc:
+            raise _not_found("request", request_id) from exc
+        with_duplicates = sum(bool(matches) for _, matches in found)
+        message = (
+            f"{with_duplicates} of {len(found)} images have duplicates"
+            if with_duplicates
+            else f"no duplicates found for the {len(found)} images of this request"
+        )
+        return DuplicatesResponse(
+            request_id=request_id,
+            images=[
+                ImageDuplicates(
+                    image_id=image.id, filename=source(image), duplicates=[duplicate_out(m) for m in matches]
+                )
+                for image, matches in found
+            ],
+            message=message,
+        )
+
+    @get(
+        "/requests/{request_id:uuid}",
+        summary="A request and its stored images",
+        responses=error_responses((400, "Malformed request id"), (404, "No such request")),
+    )
+    async def get_request(self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> RequestOut:
+        info = await runtime.store.get_request(request_id)
+        if info is None:
+            raise _not_found("request", request_id)
+        images = [image for image, _ in await runtime.store.request_images(request_id)]
+        return request_out(info, images)
+
+    @get(
+        "/images/{image_id:uuid}",
+        summary="One stored image's metadata",
+        responses=error_responses((400, "Malformed image id"), (404, "No such image")),
+    )
+    async def get_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> ImageOut:
+        image = await runtime.store.get_image(image_id)
+        if image is None:
+            raise _not_found("image", image_id)
+        return image_out(image)
+
+    @delete(
+        "/images/{image_id:uuid}",
+        summary="Remove an image, its vector and its recorded duplicates (idempotent)",
+        responses=error_responses((400, "Malformed image id")),
+    )
+    async def delete_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
+        await runtime.store.delete_image(image_id)
+
+    @delete(
+        "/requests/{request_id:uuid}",
+        summary="Remove a request with its images, vectors and recorded duplicates (idempotent)",
+        responses=error_responses((400, "Malformed request id")),
+    )
+    async def delete_request(self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
+        await runtime.store.delete_request(request_id)

@@ -1,0 +1,139 @@
+"""The JSON the API sends, as msgspec Structs (also what /schema documents)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+
+from dupdetect.intake import ItemError
+from dupdetect.store.base import Match, RequestInfo, StoredImage
+
+
+class IngestItem(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One item of the POST, by its position: stored (``image_id``) or refused (``error``)."""
+
+    index: int
+    image_id: uuid.UUID | None = None
+    error: ItemError | None = None
+    duplicates: int | None = None
+    """How many stored images it duplicates (see GET /duplicates/{request_id})."""
+
+
+class IngestResponse(msgspec.Struct, kw_only=True):
+    request_id: uuid.UUID
+    added: int
+    items: list[IngestItem]
+
+
+class Duplicate(msgspec.Struct, kw_only=True):
+    image_id: uuid.UUID
+    request_id: uuid.UUID
+    filename: str | None
+    """The upload's file name, or the URL it was fetched from."""
+    similarity: float
+    """Cosine similarity of the descriptors; 1.0 for exact (byte-identical) duplicates."""
+    kind: Literal["exact", "near"]
+
+
+class ImageDuplicates(msgspec.Struct, kw_only=True):
+    image_id: uuid.UUID
+    filename: str | None
+    duplicates: list[Duplicate]
+
+
+class DuplicatesResponse(msgspec.Struct, kw_only=True):
+    request_id: uuid.UUID
+    images: list[ImageDuplicates]
+    message: str
+
+
+class ImageOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    request_id: uuid.UUID
+    position: int
+    filename: str | None
+    url: str | None
+    byte_size: int
+    width: int
+    height: int
+    format: str
+    sha256: str
+    model: str
+    created_at: datetime
+
+
+class RequestOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    created_at: datetime
+    submitted: int
+    added: int
+    images: list[ImageOut]
+
+
+def source(image: StoredImage) -> str | None:
+    return image.filename if image.filename is not None else image.url
+
+
+def image_out(image: StoredImage) -> ImageOut:
+    return ImageOut(**msgspec.structs.asdict(image))
+
+
+def request_out(info: RequestInfo, images: list[StoredImage]) -> RequestOut:
+    return RequestOut(**msgspec.structs.asdict(info), images=[image_out(image) for image in images])
+
+
+def duplicate_out(match: Match) -> Duplicate:
+    return Duplicate(
+        image_id=match.image.id,
+        request_id=match.image.request_id,
+        filename=source(match.image),
+        similarity=round(match.similarity, 4),
+        kind=match.kind,
+    )
+
+
+_STRING = Schema(type=OpenAPIType.STRING)
+_ENTRY = Schema(
+    type=OpenAPIType.OBJECT,
+    description="Exactly one of base64 or url.",
+    properties={
+        "base64": Schema(type=OpenAPIType.STRING, description="Image bytes; a data:image/…;base64, prefix is allowed."),
+        "url": Schema(type=OpenAPIType.STRING, format="uri", description="http(s) URL to fetch the image from."),
+        "filename": _STRING,
+    },
+    additional_properties=False,
+)
+_IMAGES_BODY = RequestBody(
+    required=True,
+    description="Up to DUPDETECT_MAX_IMAGES_PER_REQUEST images of at most DUPDETECT_MAX_IMAGE_BYTES each.",
+    content={
+        "multipart/form-data": OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"files": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING, format="binary"))},
+                required=["files"],
+            )
+        ),
+        "application/json": OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"images": Schema(type=OpenAPIType.ARRAY, items=_ENTRY)},
+                required=["images"],
+            )
+        ),
+    },
+)
+
+
+@dataclass
+class ImagesOperation(Operation):
+    """POST /images reads its body as a stream (to cut oversized uploads off), so its two body
+    forms are documented here rather than inferred from a handler parameter."""
+
+    def __post_init__(self) -> None:
+        self.request_body = _IMAGES_BODY

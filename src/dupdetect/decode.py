@@ -1,0 +1,132 @@
+"""Bytes → the RGB pixels the model sees, with one typed error for everything that can go wrong.
+
+The format comes from the magic bytes, never from a filename or a declared content type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 11.3
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    _HEIF = True
+except ImportError:  # pragma: no cover - the plugin is a dependency, but optional in spirit
+    _HEIF = False
+
+BACKGROUND = (255, 255, 255)
+"""Transparent pixels become white, so a logo on transparency matches the same logo on white."""
+
+
+class DecodeError(ValueError):
+    """The bytes are not an image we can use; ``code`` is what the API returns."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    sha256: str
+    """Of the bytes as sent: the exact-duplicate key."""
+    byte_size: int
+    pixels: np.ndarray
+    """uint8, (size, size, 3): the whole image resized to the model input, no crop."""
+    format: str
+    """Detected from the bytes: JPEG, PNG, WEBP, GIF, BMP, TIFF, HEIF, AVIF."""
+    width: int
+    height: int
+    """Of the original, after EXIF orientation."""
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The container format from the first bytes, or None if it is not one we read."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIF" if _HEIF else None
+    return None
+
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF") + (("HEIF",) if _HEIF else ())
+
+_ORIENTATION_SWAPS = {5, 6, 7, 8}
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(data: bytes, *, size: int, max_pixels: int) -> DecodedImage:
+    """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a thread."""
+    if not data:
+        raise DecodeError("empty_image", "the image is empty (0 bytes)")
+    kind = sniff_format(data)
+    if kind is None:
+        raise DecodeError(
+            "unsupported_format",
+            f"not an image format we read (supported: {', '.join(SUPPORTED_FORMATS)})",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise DecodeError(
+                    "too_many_pixels",
+                    f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+                )
+            orientation = image.getexif().get(0x0112, 1)
+            if orientation in _ORIENTATION_SWAPS:
+                width, height = height, width
+            if image.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input:
+                # most of a large photo's decode time is spent on pixels we would throw away.
+                image.draft("RGB", (size, size))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _flatten(image)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError("too_many_pixels", str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt: {exc}") from exc
+    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return DecodedImage(
+        sha256=hashlib.sha256(data).hexdigest(),
+        byte_size=len(data),
+        pixels=np.asarray(resized),
+        format=kind,
+        width=width,
+        height=height,
+    )

@@ -1,0 +1,95 @@
+"""POST /images as a plain function: fetch, decode and embed every item concurrently, then
+store the valid ones and their duplicates in one go."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+from dupdetect.decode import DecodeError
+from dupdetect.embedding.pipeline import EmbeddingPipeline
+from dupdetect.fetch import Fetcher, FetchError
+from dupdetect.intake import Item, ItemError
+from dupdetect.settings import DuplicateSettings
+from dupdetect.store.base import Match, NewImage, VectorStore
+
+
+@dataclass
+class Outcome:
+    index: int
+    image_id: uuid.UUID | None = None
+    error: ItemError | None = None
+    duplicates: list[Match] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    request_id: uuid.UUID
+    outcomes: list[Outcome]
+
+    @property
+    def added(self) -> int:
+        return sum(outcome.image_id is not None for outcome in self.outcomes)
+
+
+class NoValidImages(ValueError):
+    """Every item failed; nothing was stored."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("none of the images could be used")
+        self.outcomes = outcomes
+
+
+async def _prepare(item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher) -> NewImage | ItemError:
+    if item.error is not None:
+        return item.error
+    try:
+        data = item.data if item.url is None else await fetcher.fetch(item.url)
+        assert data is not None
+        embedded = await pipeline.embed(data)
+    except (FetchError, DecodeError) as exc:
+        return ItemError(exc.code, exc.message)
+    image = embedded.image
+    return NewImage(
+        id=uuid.uuid4(),
+        position=item.index,
+        filename=item.filename,
+        url=item.url,
+        byte_size=image.byte_size,
+        width=image.width,
+        height=image.height,
+        format=image.format,
+        sha256=image.sha256,
+        vector=embedded.vector,
+    )
+
+
+async def ingest(
+    items: list[Item],
+    *,
+    pipeline: EmbeddingPipeline,
+    store: VectorStore,
+    fetcher: Fetcher,
+    rules: DuplicateSettings,
+) -> IngestResult:
+    """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
+    prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
+    for result in prepared:
+        if isinstance(result, BaseException):
+            raise result
+    images = [result for result in prepared if isinstance(result, NewImage)]
+    outcomes = [
+        Outcome(index=item.index, error=result) if isinstance(result, ItemError) else Outcome(index=item.index)
+        for item, result in zip(items, prepared, strict=True)
+    ]
+    if not images:
+        raise NoValidImages(outcomes)
+    request_id = uuid.uuid4()
+    found = await store.add_request(
+        request_id, len(items), images, model=pipeline.model_name, threshold=rules.near_threshold, limit=rules.top_k
+    )
+    for image, matches in zip(images, found, strict=True):
+        outcomes[image.position].image_id = image.id
+        outcomes[image.position].duplicates = matches
+    return IngestResult(request_id=request_id, outcomes=outcomes)

@@ -1,0 +1,168 @@
+"""Reading a POST /images body into items, within limits, without buffering what is too big.
+
+Two body forms: ``multipart/form-data`` with the field ``files`` repeated, or JSON
+``{"images": [{"base64": …, "filename": …}, {"url": …}]}``. A bad item becomes an item error
+(reported, never dropped); a body that breaks a request-wide limit is refused whole.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
+
+from dupdetect.settings import LimitSettings
+
+
+class IntakeError(ValueError):
+    """The whole body is refused; nothing is stored."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ItemError(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+@dataclass
+class Item:
+    """One image as sent: bytes (upload, base64), or a URL still to fetch; or why it is unusable."""
+
+    index: int
+    filename: str | None = None
+    url: str | None = None
+    data: bytes | None = None
+    error: ItemError | None = None
+
+
+class ImageEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    base64: str | None = None
+    """The image bytes, base64; a ``data:image/…;base64,`` prefix is allowed."""
+    url: str | None = None
+    """An http(s) URL to fetch the image from."""
+    filename: str | None = None
+    """Recorded with the image (base64 items)."""
+
+
+class ImagesBody(msgspec.Struct, forbid_unknown_fields=True):
+    images: list[ImageEntry]
+
+
+def _too_large(limits: LimitSettings) -> ItemError:
+    return ItemError("image_too_large", f"the image is larger than the {limits.max_image_bytes:,}-byte limit")
+
+
+def _too_many(limits: LimitSettings) -> IntakeError:
+    return IntakeError(
+        413, "too_many_images", f"at most {limits.max_images_per_request} images per request"
+    )
+
+
+async def _limited(stream: AsyncIterator[bytes], limits: LimitSettings) -> AsyncIterator[bytes]:
+    total = 0
+    async for chunk in stream:
+        total += len(chunk)
+        if total > limits.max_request_bytes:
+            raise IntakeError(
+                413, "request_too_large", f"the request body is larger than the {limits.max_request_bytes:,}-byte limit"
+            )
+        yield chunk
+
+
+async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
+    boundary = parse_options_header(content_type)[1].get("boundary")
+    if not boundary:
+        raise IntakeError(400, "invalid_multipart", "multipart/form-data without a boundary")
+    items: list[Item] = []
+    current: Item | None = None
+    buffer = bytearray()
+    try:
+        with PushMultipartParser(boundary, max_segment_count=limits.max_images_per_request * 2 + 8) as parser:
+            async for chunk in _limited(stream, limits):
+                for event in parser.parse(chunk):
+                    if isinstance(event, MultipartSegment):
+                        if event.name != "files":
+                            raise IntakeError(
+                                400, "unexpected_field", f"unexpected form field {event.name!r}; send images as `files`"
+                            )
+                        if len(items) >= limits.max_images_per_request:
+                            raise _too_many(limits)
+                        current = Item(index=len(items), filename=event.filename)
+                        items.append(current)
+                        buffer = bytearray()
+                    elif event is None:
+                        assert current is not None
+                        if current.error is None:
+                            current.data = bytes(buffer)
+                        buffer = bytearray()
+                    elif current is not None and current.error is None:
+                        buffer += event
+                        if len(buffer) > limits.max_image_bytes:
+                            current.error = _too_large(limits)  # the rest of this part is skipped, not kept
+                            buffer = bytearray()
+    except MultipartError as exc:
+        raise IntakeError(400, "invalid_multipart", f"the multipart body is malformed: {exc}") from exc
+    return items
+
+
+def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item:
+    text = entry.base64 or ""
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        if not sep or not header.endswith(";base64"):
+            return Item(index, entry.filename, error=ItemError("invalid_base64", "a data: URL must be ';base64,' encoded"))
+    if len(text) // 4 * 3 > limits.max_image_bytes + 2:
+        return Item(index, entry.filename, error=_too_large(limits))
+    try:
+        data = binascii.a2b_base64(text.strip(), strict_mode=True)
+    except binascii.Error as exc:
+        return Item(index, entry.filename, error=ItemError("invalid_base64", f"the base64 data is malformed: {exc}"))
+    if len(data) > limits.max_image_bytes:
+        return Item(index, entry.filename, error=_too_large(limits))
+    return Item(index, entry.filename, data=data)
+
+
+async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
+    body = bytearray()
+    async for chunk in _limited(stream, limits):
+        body += chunk
+    try:
+        parsed = msgspec.json.decode(body, type=ImagesBody)
+    except msgspec.ValidationError as exc:
+        raise IntakeError(400, "invalid_request", f"the JSON body does not match the schema: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise IntakeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if len(parsed.images) > limits.max_images_per_request:
+        raise _too_many(limits)
+    items = []
+    for index, entry in enumerate(parsed.images):
+        if (entry.base64 is None) == (entry.url is None):
+            items.append(Item(index, entry.filename, error=ItemError("invalid_item", "give exactly one of base64 or url")))
+        elif entry.url is not None:
+            items.append(Item(index, entry.filename, url=entry.url))
+        else:
+            items.append(_decode_base64(entry, index, limits))
+    return items
+
+
+async def read_items(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "multipart/form-data":
+        items = await read_multipart(content_type, stream, limits)
+    elif media_type == "application/json":
+        items = await read_json(stream, limits)
+    else:
+        raise IntakeError(
+            415, "unsupported_media_type", "send multipart/form-data (field `files`) or application/json"
+        )
+    if not items:
+        raise IntakeError(400, "no_images", "the request contains no images")
+    return items

@@ -1,0 +1,121 @@
+"""What the service needs from a vector store, and the small value types it speaks.
+
+The service and the API import only this module; adapters (pgvector, …) implement
+:class:`VectorStore`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+import numpy as np
+
+Kind = Literal["exact", "near"]
+
+
+class NewImage(msgspec.Struct, frozen=True, kw_only=True):
+    """An embedded image about to be stored."""
+
+    id: uuid.UUID
+    position: int
+    filename: str | None
+    url: str | None
+    byte_size: int
+    width: int
+    height: int
+    format: str
+    sha256: str
+    vector: np.ndarray
+
+
+class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    request_id: uuid.UUID
+    position: int
+    filename: str | None
+    url: str | None
+    byte_size: int
+    width: int
+    height: int
+    format: str
+    sha256: str
+    model: str
+    created_at: datetime
+
+
+class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    created_at: datetime
+    submitted: int
+    added: int
+
+
+class Match(msgspec.Struct, frozen=True, kw_only=True):
+    """``image`` duplicates the image it was found for."""
+
+    image: StoredImage
+    similarity: float
+    kind: Kind
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Find the stored duplicates of one image (exact by SHA-256, near by cosine)."""
+
+    vector: np.ndarray
+    sha256: str
+    exclude: uuid.UUID | None = None
+    """The image itself, when it is stored."""
+
+
+class RequestNotFound(LookupError):
+    pass
+
+
+class ModelMismatch(RuntimeError):
+    """Stored vectors come from another descriptor; the message says what to do."""
+
+
+class VectorStore(Protocol):
+    async def check_model(self, model: str, allow_change: bool) -> None:
+        """Raise ModelMismatch if vectors of another model are stored (unless allowed)."""
+
+    async def add_request(
+        self,
+        request_id: uuid.UUID,
+        submitted: int,
+        images: list[NewImage],
+        *,
+        model: str,
+        threshold: float,
+        limit: int,
+    ) -> list[list[Match]]:
+        """Store a request's images and record, per image, its duplicates among everything
+        stored before it (other requests and earlier items of this one): one transaction."""
+
+    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
+        """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
+        Raises RequestNotFound."""
+
+    async def search(
+        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
+    ) -> list[list[Match]]:
+        """Live search among all stored images, per query, best first."""
+
+    async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None: ...
+
+    async def request_images(self, request_id: uuid.UUID) -> list[tuple[StoredImage, np.ndarray]]:
+        """The request's images with their vectors, in upload order. Raises RequestNotFound."""
+
+    async def get_image(self, image_id: uuid.UUID) -> StoredImage | None: ...
+
+    async def delete_image(self, image_id: uuid.UUID) -> bool:
+        """True if it existed; its recorded pairs go with it."""
+
+    async def delete_request(self, request_id: uuid.UUID) -> bool:
+        """True if it existed; its images and their recorded pairs go with it."""
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer."""

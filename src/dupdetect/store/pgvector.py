@@ -1,0 +1,210 @@
+"""The pgvector adapter: every SQL statement the service runs at request time is in this module.
+
+PostgreSQL is the source of truth: a request's images, vectors and the duplicates found for
+them commit in one transaction, so a GET after a POST always sees them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from dupdetect.duplicates import merge
+from dupdetect.store.base import (
+    Match,
+    ModelMismatch,
+    NewImage,
+    RequestInfo,
+    RequestNotFound,
+    SearchQuery,
+    StoredImage,
+)
+
+INGEST_LOCK = 0x64757064  # "dupd": one ingest transaction at a time, so concurrent uploads see each other
+SUPPORTED_DIMS = (512, 1280, 2048)
+"""One partial HNSW index per size (migration 0001)."""
+
+_IMAGE_COLUMNS = (
+    "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
+    " i.format, i.sha256, i.model, i.created_at"
+)
+
+
+def _image(row: asyncpg.Record) -> StoredImage:
+    return StoredImage(**{key: row[key] for key in StoredImage.__struct_fields__})
+
+
+class PgVectorStore:
+    def __init__(self, pool: asyncpg.Pool, *, dims: int, ef_search: int) -> None:
+        if dims not in SUPPORTED_DIMS:
+            raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
+        self.pool = pool
+        self.dims = dims
+        self.ef_search = ef_search
+        # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
+        self._nearest_sql = f"""
+            WITH nearest AS MATERIALIZED (
+                SELECT i.id, i.embedding::halfvec({dims}) <=> $1::halfvec({dims}) AS distance
+                FROM images i
+                WHERE vector_dims(i.embedding) = {dims} AND i.model = $2
+                  AND i.id IS DISTINCT FROM $3
+                  AND (i.request_id IS DISTINCT FROM $4 OR i.position < $5)
+                ORDER BY distance
+                LIMIT $6
+            )
+            SELECT {_IMAGE_COLUMNS}, 1 - n.distance AS similarity
+            FROM nearest n JOIN images i ON i.id = n.id
+            WHERE n.distance <= 1 - $7
+            ORDER BY n.distance
+        """
+
+    async def _tune(self, conn: asyncpg.Connection) -> None:
+        """Inside the caller's transaction: filtered HNSW scans must iterate, or they return too few rows."""
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def check_model(self, model: str, allow_change: bool) -> None:
+        rows = await self.pool.fetch(
+            "SELECT model, count(*) AS n FROM images WHERE model <> $1 GROUP BY model ORDER BY n DESC", model
+        )
+        if rows and not allow_change:
+            found = ", ".join(f"{row['n']} from {row['model']}" for row in rows)
+            raise ModelMismatch(
+                f"the database holds vectors of another model ({found}); this service uses {model}. "
+                f"Set DUPDETECT_MODEL/DUPDETECT_IMAGE_SIZE back, re-embed them with `dupdetect reembed DIR`, "
+                "or set DUPDETECT_ALLOW_MODEL_CHANGE=true to start anyway (they are then never compared)."
+            )
+
+    async def _candidates(
+        self,
+        conn: asyncpg.Connection,
+        query: SearchQuery,
+        *,
+        model: str,
+        threshold: float,
+        limit: int,
+        before: tuple[uuid.UUID, int] | None,
+    ) -> list[Match]:
+        """``before`` = (request, position): only images stored before that one count."""
+        request_id, position = before if before is not None else (None, 0)
+        exact = await conn.fetch(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.sha256 = $1 AND i.id IS DISTINCT FROM $2"
+            " AND (i.request_id IS DISTINCT FROM $3 OR i.position < $4) ORDER BY i.created_at LIMIT $5",
+            query.sha256, query.exclude, request_id, position, limit,
+        )
+        near = await conn.fetch(
+            self._nearest_sql,
+            query.vector, model, query.exclude, request_id, position, limit, threshold,
+        )
+        return merge(
+            [_image(row) for row in exact],
+            [(_image(row), float(row["similarity"])) for row in near],
+            threshold=threshold,
+            limit=limit,
+        )
+
+    async def add_request(
+        self,
+        request_id: uuid.UUID,
+        submitted: int,
+        images: list[NewImage],
+        *,
+        model: str,
+        threshold: float,
+        limit: int,
+    ) -> list[list[Match]]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
+            await conn.execute(
+                "INSERT INTO requests (id, submitted, added) VALUES ($1, $2, $3)", request_id, submitted, len(images)
+            )
+            await conn.copy_records_to_table(
+                "images",
+                columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
+                         "format", "sha256", "model", "embedding"],
+                records=[
+                    (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
+                     img.height, img.format, img.sha256, model, img.vector)
+                    for img in images
+                ],
+            )
+            await self._tune(conn)
+            found: list[list[Match]] = []
+            for img in images:
+                query = SearchQuery(vector=img.vector, sha256=img.sha256, exclude=img.id)
+                found.append(
+                    await self._candidates(
+                        conn, query, model=model, threshold=threshold, limit=limit, before=(request_id, img.position)
+                    )
+                )
+            pairs = [
+                (img.id, match.image.id, match.similarity, match.kind, model)
+                for img, matches in zip(images, found, strict=True)
+                for match in matches
+            ]
+            if pairs:
+                await conn.copy_records_to_table(
+                    "duplicates", columns=["image_id", "duplicate_id", "similarity", "kind", "model"], records=pairs
+                )
+        return found
+
+    async def search(
+        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
+    ) -> list[list[Match]]:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await self._tune(conn)
+            return [
+                await self._candidates(conn, query, model=model, threshold=threshold, limit=limit, before=None)
+                for query in queries
+            ]
+
+    async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
+        row = await self.pool.fetchrow("SELECT id, created_at, submitted, added FROM requests WHERE id = $1", request_id)
+        return None if row is None else RequestInfo(**dict(row))
+
+    async def _request_rows(self, conn: asyncpg.Connection, request_id: uuid.UUID, columns: str) -> list[Any]:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM images i WHERE i.request_id = $1 ORDER BY i.position", request_id
+        )
+        if not rows and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM requests WHERE id = $1)", request_id):
+            raise RequestNotFound(str(request_id))
+        return rows
+
+    async def request_images(self, request_id: uuid.UUID) -> list[tuple[StoredImage, np.ndarray]]:
+        async with self.pool.acquire() as conn:
+            rows = await self._request_rows(conn, request_id, f"{_IMAGE_COLUMNS}, i.embedding")
+        return [(_image(row), np.asarray(row["embedding"].to_numpy(), dtype=np.float32)) for row in rows]
+
+    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            images = [_image(row) for row in await self._request_rows(conn, request_id, _IMAGE_COLUMNS)]
+            rows = await conn.fetch(
+                f"""
+                SELECT d.image_id AS for_id, d.similarity, d.kind, {_IMAGE_COLUMNS}
+                FROM image_duplicates d JOIN images i ON i.id = d.duplicate_id
+                WHERE d.image_id = ANY($1::uuid[])
+                ORDER BY d.kind = 'exact' DESC, d.similarity DESC, i.created_at
+                """,
+                [image.id for image in images],
+            )
+        by_image: dict[uuid.UUID, list[Match]] = {image.id: [] for image in images}
+        for row in rows:
+            by_image[row["for_id"]].append(Match(image=_image(row), similarity=float(row["similarity"]), kind=row["kind"]))
+        return [(image, by_image[image.id]) for image in images]
+
+    async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
+        row = await self.pool.fetchrow(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = $1", image_id)
+        return None if row is None else _image(row)
+
+    async def delete_image(self, image_id: uuid.UUID) -> bool:
+        """The request row stays (with its other images); its ``added`` count records history."""
+        return await self.pool.fetchval("DELETE FROM images WHERE id = $1 RETURNING true", image_id) is not None
+
+    async def delete_request(self, request_id: uuid.UUID) -> bool:
+        return await self.pool.fetchval("DELETE FROM requests WHERE id = $1 RETURNING true", request_id) is not None
