@@ -1,0 +1,143 @@
+"""The descriptor with real pretrained weights (EfficientNet-Lite0, installed by pip), the
+ResNet path with a weights file the test writes, the resolution order, bf16 and batching."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import models
+
+from dupdetect.decode import decode
+from dupdetect.embedding import weights
+from dupdetect.embedding.model import Embedder
+from dupdetect.embedding.weights import WeightsError
+from dupdetect.embedding.worker import EmbeddingWorker
+from dupdetect.settings import ModelSettings
+from tests.photos import PHOTOS, edited_copy, jpeg
+
+SIZE = 224
+
+
+def pixels(*payloads: bytes) -> np.ndarray:
+    return np.stack([decode(p, size=SIZE, max_pixels=10**8).pixels for p in payloads])
+
+
+@pytest.fixture(scope="module")
+def lite0() -> Embedder:
+    embedder = Embedder(ModelSettings(model="efficientnet_lite0", precision="fp32"))
+    embedder.load()
+    return embedder
+
+
+@pytest.fixture
+def resnet18_file(tmp_path: Path) -> Path:
+    """A state dict in torchvision's layout (random values: only loading is under test)."""
+    torch.manual_seed(0)
+    path = tmp_path / "resnet18-test.pth"
+    torch.save(models.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def test_copies_score_far_higher_than_different_photos(lite0: Embedder) -> None:
+    originals = lite0.predict(pixels(*(jpeg(name) for name in PHOTOS)))
+    copies = lite0.predict(pixels(*(edited_copy(name) for name in PHOTOS)))
+    same = (originals * copies).sum(axis=1)
+    cross = originals @ originals.T
+    different = cross[~np.eye(len(PHOTOS), dtype=bool)]
+    assert same.min() > 0.9, same
+    assert different.max() < 0.75, different.max()
+    assert same.min() - different.max() > 0.2
+
+
+def test_vectors_are_unit_length_and_deterministic(lite0: Embedder) -> None:
+    batch = pixels(jpeg("coffee"), jpeg("rocket"))
+    first, second = lite0.predict(batch), lite0.predict(batch)
+    assert first.shape == (2, 1280) and first.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_bf16_agrees_with_fp32_on_real_photos(lite0: Embedder) -> None:
+    bf16 = Embedder(ModelSettings(model="efficientnet_lite0", precision="bf16"))
+    bf16.load()
+    batch = pixels(*(jpeg(name) for name in PHOTOS))
+    agreement = (lite0.predict(batch) * bf16.predict(batch)).sum(axis=1)
+    assert agreement.min() >= 0.999, agreement
+
+
+def test_resnet_loads_from_a_weights_file(resnet18_file: Path, empty_torch_home: Path) -> None:
+    embedder = Embedder(ModelSettings(model="resnet18", weights_file=resnet18_file, weights_download=False))
+    embedder.load()
+    batch = pixels(jpeg("chelsea"), jpeg("coffee"))
+    vectors = embedder.predict(batch)
+    assert vectors.shape == (2, 512)
+    np.testing.assert_array_equal(vectors, embedder.predict(batch))
+    assert embedder.name == "resnet18/gem3-v1/224px"
+
+
+def test_resnet_loads_from_the_torch_hub_cache(resnet18_file: Path, empty_torch_home: Path) -> None:
+    cached = weights.hub_cache_path("resnet18")
+    assert cached.is_relative_to(empty_torch_home)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(resnet18_file.read_bytes())
+    assert weights.locate("resnet18", None, allow_download=False) == cached
+
+
+def test_a_configured_file_comes_before_the_cache(resnet18_file: Path, empty_torch_home: Path) -> None:
+    cached = weights.hub_cache_path("resnet18")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(resnet18_file.read_bytes())
+    assert weights.locate("resnet18", resnet18_file, allow_download=False) == resnet18_file
+
+
+def test_missing_weights_refuse_with_instructions(empty_torch_home: Path) -> None:
+    with pytest.raises(WeightsError) as caught:
+        Embedder(ModelSettings(model="resnet50", weights_download=False)).load()
+    message = str(caught.value)
+    assert "no weights for resnet50" in message
+    assert "dupdetect weights download --model resnet50" in message
+    assert "DUPDETECT_WEIGHTS_FILE" in message and "resnet50-0676ba61.pth" in message
+    assert "DUPDETECT_MODEL=efficientnet_lite0" in message
+
+
+def test_a_missing_configured_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="DUPDETECT_WEIGHTS_FILE=.*nope.pth does not exist"):
+        weights.locate("resnet50", tmp_path / "nope.pth", allow_download=False)
+
+
+def test_weights_of_another_model_are_refused(resnet18_file: Path) -> None:
+    with pytest.raises(WeightsError, match="does not fit resnet50"):
+        Embedder(ModelSettings(model="resnet50", weights_file=resnet18_file)).load()
+
+
+def test_a_file_that_is_not_weights_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "weights.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        Embedder(ModelSettings(model="resnet18", weights_file=bogus)).load()
+
+
+async def test_worker_batches_concurrent_requests(lite0: Embedder) -> None:
+    worker = EmbeddingWorker(lite0, batch_size=8, batch_wait_ms=50, queue_size=64)
+    worker.start()
+    try:
+        images = pixels(*(jpeg(name) for name in PHOTOS))
+        results = await asyncio.gather(*(worker.embed(images[i % len(PHOTOS)]) for i in range(16)))
+    finally:
+        worker.stop()
+    assert worker.images == 16
+    assert worker.batches <= 4  # 16 concurrent images, batches of up to 8
+    expected = lite0.predict(images)
+    for i, vector in enumerate(results):
+        assert float(vector @ expected[i % len(PHOTOS)]) > 0.9999

@@ -1,0 +1,45 @@
+"""Start-up guards that protect stored data: descriptor versioning and missing weights."""
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from dupdetect.ingest import ingest
+from dupdetect.intake import Item
+from dupdetect.runtime import StartupError, running
+from dupdetect.settings import ModelSettings, Settings
+from tests.photos import jpeg
+
+
+async def test_start_refuses_vectors_of_another_model_unless_allowed(settings: Settings) -> None:
+    async with running(settings) as runtime:
+        await ingest(
+            [Item(index=0, filename="a.jpg", data=jpeg("coffee"))],
+            pipeline=runtime.pipeline,
+            store=runtime.store,
+            fetcher=runtime.fetcher,
+            rules=settings.duplicates,
+        )
+    other = msgspec.structs.replace(settings, model=msgspec.structs.replace(settings.model, image_size=256))
+    with pytest.raises(StartupError) as caught:
+        async with running(other):
+            pass
+    message = str(caught.value)
+    assert "1 from efficientnet_lite0/gem3-v1/224px" in message
+    assert "efficientnet_lite0/gem3-v1/256px" in message
+    assert "dupdetect reembed" in message and "DUPDETECT_ALLOW_MODEL_CHANGE=true" in message
+
+    allowed = msgspec.structs.replace(other, model=msgspec.structs.replace(other.model, allow_model_change=True))
+    async with running(allowed) as runtime:
+        assert runtime.pipeline.model_name == "efficientnet_lite0/gem3-v1/256px"
+
+
+async def test_start_refuses_without_weights(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    resnet = msgspec.structs.replace(settings, model=ModelSettings(model="resnet50", weights_download=False))
+    with pytest.raises(StartupError, match="no weights for resnet50"):
+        async with running(resnet):
+            pass
