@@ -7,7 +7,9 @@ import pytest
 
 from dupdetect.ingest import ingest
 from dupdetect.intake import Item
+from dupdetect.reembed import reembed
 from dupdetect.runtime import StartupError, running
+from dupdetect.store.pgvector import PgVectorStore
 from dupdetect.settings import ModelSettings, Settings
 from tests.photos import jpeg
 
@@ -43,3 +45,35 @@ async def test_start_refuses_without_weights(
     with pytest.raises(StartupError, match="no weights for resnet50"):
         async with running(resnet):
             pass
+
+
+async def test_reembed_brings_stored_images_to_the_new_model(settings: Settings, tmp_path: Path) -> None:
+    originals = tmp_path / "originals"
+    originals.mkdir()
+    (originals / "coffee.jpg").write_bytes(jpeg("coffee"))
+    async with running(settings) as runtime:
+        for name in ("coffee", "rocket"):  # the rocket's original will be missing
+            await ingest(
+                [Item(index=0, filename=f"{name}.jpg", data=jpeg(name))],
+                pipeline=runtime.pipeline,
+                store=runtime.store,
+                fetcher=runtime.fetcher,
+                rules=settings.duplicates,
+            )
+    new = msgspec.structs.replace(
+        settings, model=msgspec.structs.replace(settings.model, image_size=256, allow_model_change=True)
+    )
+    async with running(new) as runtime:
+        assert isinstance(runtime.store, PgVectorStore)
+        report = await reembed(
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=new.duplicates, delete_missing=False
+        )
+        assert report.reembedded == 1
+        assert [line.split(" ", 1)[1] for line in report.missing] == ["(rocket.jpg)"]
+        report = await reembed(
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=new.duplicates, delete_missing=True
+        )
+        assert (report.reembedded, report.deleted) == (0, 1)
+    strict = msgspec.structs.replace(new, model=msgspec.structs.replace(new.model, allow_model_change=False))
+    async with running(strict) as runtime:  # no stale vectors left: starts without the override
+        assert runtime.pipeline.model_name.endswith("/256px")

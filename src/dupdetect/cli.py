@@ -1,4 +1,4 @@
-"""``dupdetect`` command line: serve, migrate, weights."""
+"""``dupdetect`` command line: serve, migrate, reembed, weights."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import msgspec
 
@@ -13,6 +14,7 @@ from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, require_pgvector
 from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.embedding.weights import WeightsError
+from dupdetect.runtime import StartupError
 from dupdetect.settings import Settings, SettingsError
 
 
@@ -72,6 +74,38 @@ def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reembed(settings: Settings, args: argparse.Namespace) -> int:
+    from dupdetect.reembed import reembed
+    from dupdetect.runtime import running
+    from dupdetect.store.pgvector import PgVectorStore
+
+    # The stored vectors of the old model are exactly what this command is for.
+    settings = msgspec.structs.replace(
+        settings, model=msgspec.structs.replace(settings.model, allow_model_change=True)
+    )
+
+    async def run() -> int:
+        async with running(settings) as runtime:
+            assert isinstance(runtime.store, PgVectorStore)
+            report = await reembed(
+                runtime.store,
+                runtime.pipeline,
+                originals=args.originals,
+                fetcher=runtime.fetcher if args.fetch_urls else None,
+                rules=settings.duplicates,
+                delete_missing=args.delete_missing,
+            )
+            print(
+                f"dupdetect: re-embedded {report.reembedded} images with {runtime.pipeline.model_name}, "
+                f"deleted {report.deleted}, {len(report.missing)} originals not found"
+            )
+            for line in report.missing:
+                print(f"  missing: {line}")
+            return 1 if report.missing else 0
+
+    return asyncio.run(run())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dupdetect", description="Duplicate image detection service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     mig = commands.add_parser("migrate", help="bring the database schema up to date")
     mig.add_argument("--downgrade", metavar="REVISION", help="go down to REVISION instead ('base' empties it)")
     mig.set_defaults(run=_migrate)
+
+    re = commands.add_parser("reembed", help="re-embed stored images with the configured model")
+    re.add_argument("originals", nargs="?", type=Path, help="folder of the original files (matched by SHA-256)")
+    re.add_argument("--fetch-urls", action="store_true", help="fetch URL images again")
+    re.add_argument("--delete-missing", action="store_true", help="delete images whose original is not found")
+    re.set_defaults(run=_reembed)
 
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)
@@ -100,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return int(args.run(settings, args))
-    except (SettingsError, DatabaseError, WeightsError) as exc:
+    except (SettingsError, DatabaseError, WeightsError, StartupError) as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)
         return 2
 

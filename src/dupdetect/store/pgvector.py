@@ -198,6 +198,33 @@ class PgVectorStore:
             by_image[row["for_id"]].append(Match(image=_image(row), similarity=float(row["similarity"]), kind=row["kind"]))
         return [(image, by_image[image.id]) for image in images]
 
+    async def stale_images(self, model: str) -> list[StoredImage]:
+        """Images whose vectors come from another model (for ``dupdetect reembed``)."""
+        rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.model <> $1", model)
+        return [_image(row) for row in rows]
+
+    async def replace_embedding(
+        self, image_id: uuid.UUID, vector: np.ndarray, *, model: str, threshold: float, limit: int
+    ) -> list[Match]:
+        """Swap in a vector of ``model`` and redo the image's near pairs against everything stored."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
+            sha256 = await conn.fetchval(
+                "UPDATE images SET embedding = $2, model = $3 WHERE id = $1 RETURNING sha256", image_id, vector, model
+            )
+            await conn.execute(
+                "DELETE FROM duplicates WHERE kind = 'near' AND (image_id = $1 OR duplicate_id = $1)", image_id
+            )
+            await self._tune(conn)
+            query = SearchQuery(vector=vector, sha256=sha256, exclude=image_id)
+            matches = await self._candidates(conn, query, model=model, threshold=threshold, limit=limit, before=None)
+            await conn.executemany(
+                "INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model) SELECT $1, $2, $3, $4, $5"
+                " WHERE NOT EXISTS (SELECT 1 FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1)))",
+                [(image_id, m.image.id, m.similarity, m.kind, model) for m in matches],
+            )
+        return matches
+
     async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
         row = await self.pool.fetchrow(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = $1", image_id)
         return None if row is None else _image(row)

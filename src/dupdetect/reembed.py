@@ -1,0 +1,87 @@
+"""Re-embedding stored images with the configured model after a model change.
+
+dupdetect keeps vectors and metadata, not the original files, so re-embedding needs the
+originals back: files in a folder are matched to stored images by SHA-256, and URL images can
+be fetched again. What cannot be found keeps its old vector (never compared) or is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dupdetect.decode import DecodeError
+from dupdetect.embedding.pipeline import EmbeddingPipeline
+from dupdetect.fetch import Fetcher, FetchError
+from dupdetect.settings import DuplicateSettings
+from dupdetect.store.pgvector import PgVectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReembedReport:
+    reembedded: int = 0
+    deleted: int = 0
+    missing: list[str] = field(default_factory=list)
+    """Images whose original was not found (or failed to decode), by id and name."""
+
+
+def files_by_sha256(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in _walk(folder):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        found.setdefault(digest.hexdigest(), path)
+    return found
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            yield path
+
+
+async def reembed(
+    store: PgVectorStore,
+    pipeline: EmbeddingPipeline,
+    *,
+    originals: Path | None,
+    fetcher: Fetcher | None,
+    rules: DuplicateSettings,
+    delete_missing: bool,
+) -> ReembedReport:
+    report = ReembedReport()
+    stale = await store.stale_images(pipeline.model_name)
+    by_sha = files_by_sha256(originals) if originals is not None else {}
+    for image in stale:
+        data: bytes | None = None
+        if image.sha256 in by_sha:
+            data = by_sha[image.sha256].read_bytes()
+        elif image.url is not None and fetcher is not None:
+            try:
+                data = await fetcher.fetch(image.url)
+            except FetchError as exc:
+                log.warning("cannot fetch %s again: %s", image.url, exc.message)
+        embedded = None
+        if data is not None and hashlib.sha256(data).hexdigest() == image.sha256:
+            try:
+                embedded = await pipeline.embed(data)
+            except DecodeError as exc:
+                log.warning("cannot decode the original of %s: %s", image.id, exc.message)
+        if embedded is not None:
+            await store.replace_embedding(
+                image.id, embedded.vector, model=pipeline.model_name, threshold=rules.near_threshold, limit=rules.top_k
+            )
+            report.reembedded += 1
+        elif delete_missing:
+            await store.delete_image(image.id)
+            report.deleted += 1
+        else:
+            report.missing.append(f"{image.id} ({image.filename or image.url or 'unnamed'})")
+    return report
