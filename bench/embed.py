@@ -35,6 +35,7 @@ from dupdetect.settings import ModelSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / "out" / "photos"
+BATCHES = (1, 8, 16, 32)
 
 
 def nature_photos() -> list[bytes]:
@@ -77,7 +78,7 @@ def weights_file(model: str, folder: Path) -> tuple[Path | None, str]:
     return path, "random (speed only)"
 
 
-def model_settings(model: str, precision: str, weights: Path | None, batch: int = 32) -> ModelSettings:
+def model_settings(model: str, precision: str, weights: Path | None, batch: int) -> ModelSettings:
     return ModelSettings(model=model, precision=precision, weights_file=weights, batch_size=batch)  # type: ignore[arg-type]
 
 
@@ -161,6 +162,7 @@ def main() -> None:
     table("JPEG draft mode, 12-megapixel JPEG → 224×224 (ms per image)", ["full decode", "draft decode", "saving"],
           [[f"{without:.0f}", f"{with_draft:.0f}", f"{without / with_draft:.1f}×"]])
     settings = Settings()
+    batch = settings.model.batch_size
     rate = decode_rate(payloads, 224, settings.model.decode_workers)
     table("Decode + preprocess alone (images/s)", ["workers", "images/s"],
           [[str(settings.model.decode_workers), f"{rate:.1f}"]])
@@ -171,18 +173,19 @@ def main() -> None:
             weights, kind = weights_file(model, Path(tmp))
             rates: dict[tuple[str, int], float] = {}
             for precision in precisions:
-                embedder = Embedder(model_settings(model, precision, weights))
+                embedder = Embedder(model_settings(model, precision, weights, batch))
                 embedder.load()
-                for batch in (1, 8, 32):
-                    rates[precision, batch] = bare_rate(embedder, batch, args.seconds)
-            bare_rows.append([model, kind] + [f"{rates[p, b]:.1f}" for p in precisions for b in (1, 8, 32)])
-            full = msgspec.structs.replace(Settings(), model=model_settings(model, auto, weights))
+                for size in BATCHES:
+                    rates[precision, size] = bare_rate(embedder, size, args.seconds)
+            bare_rows.append([model, kind] + [f"{rates[p, b]:.1f}" for p in precisions for b in BATCHES])
+            full = msgspec.structs.replace(Settings(), model=model_settings(model, auto, weights, batch))
             pipe = asyncio.run(pipeline_rate(full, payloads))
-            pipe_rows.append([model, auto, f"{pipe:.1f}", f"{rates[auto, 32]:.1f}", f"{pipe / rates[auto, 32]:.2f}"])
-    table("Bare model (images/s, 224×224)", ["model", "weights"] + [f"{p} b{b}" for p in precisions for b in (1, 8, 32)],
+            bare = rates[auto, batch]
+            pipe_rows.append([model, auto, f"{pipe:.1f}", f"{bare:.1f}", f"{pipe / bare:.2f}"])
+    table("Bare model (images/s, 224×224)", ["model", "weights"] + [f"{p} b{b}" for p in precisions for b in BATCHES],
           bare_rows)
-    table("Whole pipeline on real photos (decode → batched model), batch 32",
-          ["model", "precision", "pipeline img/s", "bare b32 img/s", "pipeline ÷ bare"], pipe_rows)
+    table(f"Whole pipeline on real photos (decode → batched model), batch {batch} (the default)",
+          ["model", "precision", "pipeline img/s", f"bare b{batch} img/s", "pipeline ÷ bare"], pipe_rows)
 
 
 if __name__ == "__main__":
