@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 import uvicorn
 
+from aiohttp import web
+
 from dupdetect.app import create_app
 from dupdetect.database import DatabaseServer
-from dupdetect.settings import DatabaseSettings, ModelSettings, Settings
+from dupdetect.settings import DatabaseSettings, ModelSettings, Settings, StoreSettings
+from tests.fake_pinecone import FakeIndex, make_app
 
 
 OFFLINE_MODEL = "efficientnet_lite0"
@@ -85,3 +90,52 @@ async def base_url(settings: Settings) -> AsyncIterator[str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@dataclass
+class Backend:
+    """A configured vector store and a way to count what it holds: (requests, images)."""
+
+    settings: Settings
+    count: Callable[[], Awaitable[tuple[int, int]]]
+
+
+async def _pg_count(dsn: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT (SELECT count(*) FROM requests) AS r, (SELECT count(*) FROM images) AS i")
+        return row["r"], row["i"]
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def fake_pinecone(dimension: int) -> AsyncIterator[tuple[FakeIndex, str]]:
+    index = FakeIndex(dimension=dimension)
+    runner = web.AppRunner(make_app(index))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield index, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(params=["pgvector", "pinecone"])
+async def backend(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Backend]:
+    """Each store the service supports, behind the same API."""
+    if request.param == "pgvector":
+        dsn = settings.database.database_url
+        assert dsn is not None
+        yield Backend(settings, lambda: _pg_count(dsn))
+        return
+    async with fake_pinecone(dimension=1280) as (index, url):
+        store = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
+
+        async def count() -> tuple[int, int]:
+            records = [rec for ns in index.namespaces for rec in index.visible(ns).values()]
+            return len({rec.metadata["request_id"] for rec in records}), len(records)
+
+        yield Backend(msgspec.structs.replace(settings, store=store), count)

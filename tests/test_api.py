@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
 
 from dupdetect.settings import FetchSettings, LimitSettings, Settings
-from tests.conftest import serving
+from tests.conftest import Backend, serving
 from tests.photos import corrupt_png, edited_copy, jpeg, not_an_image, pixel_bomb, truncated_jpeg
 
 
@@ -35,16 +34,19 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any
         return resp.status, await resp.json()
 
 
-async def counts(dsn: str) -> tuple[int, int, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        row = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM requests) AS r, (SELECT count(*) FROM images) AS i,"
-            " (SELECT count(*) FROM duplicates) AS d"
-        )
-        return row["r"], row["i"], row["d"]
-    finally:
-        await conn.close()
+@pytest.fixture
+def settings(backend: Backend) -> Settings:
+    """Every test here runs against each store: pgvector and (a local stand-in for) Pinecone."""
+    return backend.settings
+
+
+@pytest.fixture
+def stored(backend: Backend) -> Callable[[], Awaitable[tuple[int, int]]]:
+    """(requests, images) the store holds."""
+    return backend.count
+
+
+Stored = Callable[[], Awaitable[tuple[int, int]]]
 
 
 def b64(payload: bytes) -> str:
@@ -54,13 +56,13 @@ def b64(payload: bytes) -> str:
 # --- ingest and duplicates ---------------------------------------------------------------
 
 
-async def test_multipart_upload_stores_every_image(base_url: str, http: aiohttp.ClientSession, dsn: str) -> None:
+async def test_multipart_upload_stores_every_image(base_url: str, http: aiohttp.ClientSession, stored: Stored) -> None:
     status, body = await post(http, base_url, data=form(("chelsea.jpg", jpeg("chelsea")), ("coffee.jpg", jpeg("coffee"))))
     assert status == 201, body
     assert body["added"] == 2
     assert [item["index"] for item in body["items"]] == [0, 1]
     assert all(uuid.UUID(item["image_id"]) for item in body["items"])
-    assert await counts(dsn) == (1, 2, 0)
+    assert await stored() == (1, 2)
 
 
 async def test_edited_copy_is_a_near_duplicate_across_requests_both_ways(
@@ -256,13 +258,13 @@ async def test_url_problems_are_item_errors(settings: Settings, image_host: str,
     ],
 )
 async def test_ssrf_targets_are_refused_without_the_allowlist(
-    url: str, base_url: str, image_host: str, http: aiohttp.ClientSession, dsn: str
+    url: str, base_url: str, image_host: str, http: aiohttp.ClientSession, stored: Stored
 ) -> None:
     port = image_host.rsplit(":", 1)[1]
     status, body = await post(http, base_url, json={"images": [{"url": url.format(port=port)}]})
     assert status == 422
     assert body["error"]["details"][0]["error"]["code"] == "url_not_allowed"
-    assert await counts(dsn) == (0, 0, 0)
+    assert await stored() == (0, 0)
 
 
 async def test_a_redirect_to_a_private_address_is_refused(
@@ -303,28 +305,28 @@ async def test_a_redirect_to_a_private_address_is_refused(
     ids=["pdf", "truncated-jpeg", "corrupt-png", "pixel-bomb", "empty"],
 )
 async def test_a_bad_file_is_reported_by_code(
-    payload: bytes, code: str, base_url: str, http: aiohttp.ClientSession, dsn: str
+    payload: bytes, code: str, base_url: str, http: aiohttp.ClientSession, stored: Stored
 ) -> None:
     status, body = await post(http, base_url, data=form(("good.jpg", jpeg("chelsea")), ("bad", payload)))
     assert status == 201
     assert body["added"] == 1
     assert body["items"][1]["error"]["code"] == code
     assert body["items"][1]["error"]["message"]
-    assert await counts(dsn) == (1, 1, 0)
+    assert await stored() == (1, 1)
 
 
 async def test_nothing_valid_is_a_422_with_every_item_error(
-    base_url: str, http: aiohttp.ClientSession, dsn: str
+    base_url: str, http: aiohttp.ClientSession, stored: Stored
 ) -> None:
     status, body = await post(http, base_url, data=form(("a", not_an_image()), ("b", truncated_jpeg())))
     assert status == 422
     assert body["error"]["code"] == "no_valid_images"
     assert [item["error"]["code"] for item in body["error"]["details"]] == ["unsupported_format", "corrupt_image"]
-    assert await counts(dsn) == (0, 0, 0)
+    assert await stored() == (0, 0)
 
 
 async def test_oversized_upload_is_cut_off_per_image(
-    settings: Settings, http: aiohttp.ClientSession, dsn: str
+    settings: Settings, http: aiohttp.ClientSession, stored: Stored
 ) -> None:
     async with serving(with_limits(settings, max_image_bytes=100_000)) as base_url:
         big = jpeg("astronaut", quality=98)
@@ -335,10 +337,10 @@ async def test_oversized_upload_is_cut_off_per_image(
         status, body = await post(http, base_url, json={"images": [{"base64": b64(big)}]})
         assert status == 422
         assert body["error"]["details"][0]["error"]["code"] == "image_too_large"
-    assert await counts(dsn) == (1, 1, 0)
+    assert await stored() == (1, 1)
 
 
-async def test_request_wide_limits(settings: Settings, http: aiohttp.ClientSession, dsn: str) -> None:
+async def test_request_wide_limits(settings: Settings, http: aiohttp.ClientSession, stored: Stored) -> None:
     async with serving(with_limits(settings, max_images_per_request=2, max_request_bytes=300_000)) as base_url:
         small = jpeg("coffee", 30)
         status, body = await post(http, base_url, data=form(*((f"{i}.jpg", small) for i in range(3))))
@@ -355,7 +357,7 @@ async def test_request_wide_limits(settings: Settings, http: aiohttp.ClientSessi
             http, base_url, data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"}
         )
         assert (status, body["error"]["code"]) == (413, "request_too_large")
-    assert await counts(dsn) == (0, 0, 0)
+    assert await stored() == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -373,12 +375,12 @@ async def test_request_wide_limits(settings: Settings, http: aiohttp.ClientSessi
     ids=["text", "bad-json", "wrong-shape", "empty-list", "both-fields", "bad-base64", "no-boundary", "truncated"],
 )
 async def test_malformed_bodies_get_a_clear_4xx(
-    kwargs: dict[str, Any], status: int, code: str, base_url: str, http: aiohttp.ClientSession, dsn: str
+    kwargs: dict[str, Any], status: int, code: str, base_url: str, http: aiohttp.ClientSession, stored: Stored
 ) -> None:
     got, body = await post(http, base_url, **kwargs)
     assert (got, body["error"]["code"]) == (status, code), body
     assert body["error"]["message"]
-    assert await counts(dsn) == (0, 0, 0)
+    assert await stored() == (0, 0)
 
 
 async def test_an_unexpected_form_field_is_named(base_url: str, http: aiohttp.ClientSession) -> None:
@@ -426,23 +428,24 @@ async def test_metadata_endpoints(base_url: str, http: aiohttp.ClientSession) ->
     assert [i["id"] for i in request["images"]] == [image_id]
 
 
-async def test_deletes_remove_pairs_and_are_idempotent(base_url: str, http: aiohttp.ClientSession, dsn: str) -> None:
+async def test_deletes_remove_pairs_and_are_idempotent(base_url: str, http: aiohttp.ClientSession, stored: Stored) -> None:
     _, first = await post(http, base_url, data=form(("a.jpg", jpeg("coffee"))))
     _, second = await post(http, base_url, data=form(("b.jpg", jpeg("coffee")), ("c.jpg", jpeg("rocket"))))
-    assert await counts(dsn) == (2, 3, 1)
+    assert await stored() == (2, 3)
+    assert second["items"][0]["duplicates"] == 1
     image_id = second["items"][0]["image_id"]
     for _ in range(2):
         async with http.delete(f"{base_url}/images/{image_id}") as resp:
             assert resp.status == 204
     _, found = await get(http, f"{base_url}/duplicates/{first['request_id']}")
     assert found["images"][0]["duplicates"] == []
-    assert await counts(dsn) == (2, 2, 0)
+    assert await stored() == (2, 2)
     for _ in range(2):
         async with http.delete(f"{base_url}/requests/{second['request_id']}") as resp:
             assert resp.status == 204
     status, _ = await get(http, f"{base_url}/requests/{second['request_id']}")
     assert status == 404
-    assert await counts(dsn) == (1, 1, 0)
+    assert await stored() == (1, 1)
 
 
 async def test_openapi_documents_bodies_parameters_and_errors(base_url: str, http: aiohttp.ClientSession) -> None:

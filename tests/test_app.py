@@ -15,7 +15,8 @@ async def test_health_and_ready(base_url: str, http: aiohttp.ClientSession) -> N
     async with http.get(f"{base_url}/ready") as resp:
         assert resp.status == 200
         body = await resp.json()
-        assert body["status"] == "ready" and body["database"] == "ok"
+        assert body["status"] == "ready" and body["store"] == "pgvector"
+        assert body["model"] == "efficientnet_lite0/gem3-v1/224px"
 
 
 async def test_openapi_schema_is_served(base_url: str, http: aiohttp.ClientSession) -> None:

@@ -1,5 +1,5 @@
-"""What a running service holds (database, store, embedding pipeline, URL fetcher), started
-in order and stopped in reverse in one place."""
+"""What a running service holds (store, embedding pipeline, URL fetcher), started in order and
+stopped in reverse in one place."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import asyncpg
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
@@ -30,8 +28,6 @@ class StartupError(RuntimeError):
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    server: DatabaseServer
-    pool: asyncpg.Pool
     store: VectorStore
     pipeline: EmbeddingPipeline
     fetcher: Fetcher
@@ -50,19 +46,33 @@ async def _prepare_schema(dsn: str, settings: Settings) -> None:
         )
 
 
+async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
+    server = await asyncio.to_thread(DatabaseServer.start, settings.database)
+    stack.callback(server.stop)
+    await _prepare_schema(server.dsn, settings)
+    pool = await create_pool(server.dsn, settings.database)
+    stack.push_async_callback(pool.close)
+    log.info("database ready: %s", server.describe())
+    return PgVectorStore(pool, dims=dims, ef_search=settings.duplicates.ef_search)
+
+
+async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
+    from dupdetect.store.pinecone import PineconeStore
+
+    rules = settings.duplicates
+    store = await PineconeStore.open(settings.store, dims=dims, near_threshold=rules.near_threshold, limit=rules.top_k)
+    stack.push_async_callback(store.close)
+    return store
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Runtime]:
     """Start everything the service needs, in order; stop it in reverse, also on failure."""
     async with contextlib.AsyncExitStack() as stack:
+        pipeline = EmbeddingPipeline(settings)
         try:
-            server = await asyncio.to_thread(DatabaseServer.start, settings.database)
-            stack.callback(server.stop)
-            await _prepare_schema(server.dsn, settings)
-            pool = await create_pool(server.dsn, settings.database)
-            stack.push_async_callback(pool.close)
-            log.info("database ready: %s", server.describe())
-            pipeline = EmbeddingPipeline(settings)
-            store = PgVectorStore(pool, dims=pipeline.dims, ef_search=settings.duplicates.ef_search)
+            open_store = _open_pinecone if settings.store.store == "pinecone" else _open_pgvector
+            store = await open_store(settings, pipeline.dims, stack)
             await store.check_model(pipeline.model_name, settings.model.allow_model_change)
             await asyncio.to_thread(pipeline.start)
             stack.callback(pipeline.stop)
@@ -70,4 +80,4 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             raise StartupError(str(exc)) from exc
         fetcher = Fetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
         stack.push_async_callback(fetcher.close)
-        yield Runtime(settings=settings, server=server, pool=pool, store=store, pipeline=pipeline, fetcher=fetcher)
+        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher)

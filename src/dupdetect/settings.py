@@ -96,7 +96,15 @@ class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
-    store: Literal["pgvector"] = "pgvector"
+    store: Literal["pgvector", "pinecone"] = "pgvector"
+    pinecone_api_key: str | None = None
+    pinecone_index: str = "dupdetect"
+    """Created (serverless, cosine, the model's dimension) if it does not exist."""
+    pinecone_host: str | None = None
+    """The index's data-plane URL; skips the control-plane lookup (and creation)."""
+    pinecone_cloud: str = "aws"
+    pinecone_region: str = "us-east-1"
+    pinecone_namespace: str = ""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +170,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[group][field] = _parse(variable, environ[variable], hint)
     groups = {name: group_type(**values[name]) for name, group_type in _groups().items()}
     settings = Settings(**groups)
+    if settings.store.store == "pinecone" and not settings.store.pinecone_api_key:
+        raise SettingsError("DUPDETECT_STORE=pinecone needs DUPDETECT_PINECONE_API_KEY")
     if settings.database.pool_min_size > settings.database.pool_max_size:
         raise SettingsError("DUPDETECT_POOL_MIN_SIZE must not exceed DUPDETECT_POOL_MAX_SIZE")
     return settings

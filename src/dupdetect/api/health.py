@@ -18,7 +18,8 @@ class Health(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     status: str
-    database: str
+    store: str
+    """The vector store that answered: pgvector or pinecone."""
     model: str
 
 
@@ -31,13 +32,13 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Readiness: the database answers and the model is loaded",
-        responses=error_responses((503, "The database does not answer")),
+        summary="Readiness: the vector store answers and the model is loaded",
+        responses=error_responses((503, "The vector store does not answer")),
     )
     async def ready(self, runtime: NamedDependency[Runtime]) -> Readiness:
         try:
             async with asyncio.timeout(2):
                 await runtime.store.ping()
         except Exception as exc:
-            raise ApiError(503, "database_unavailable", f"database not ready: {exc}") from exc
-        return Readiness(status="ready", database="ok", model=runtime.pipeline.model_name)
+            raise ApiError(503, "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}") from exc
+        return Readiness(status="ready", store=runtime.settings.store.store, model=runtime.pipeline.model_name)

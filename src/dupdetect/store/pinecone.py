@@ -1,0 +1,311 @@
+"""The Pinecone adapter, on the official SDK's async data-plane client.
+
+What differs from pgvector, by Pinecone's nature:
+
+- Eventual consistency: a write becomes visible to queries, fetches and listings a moment
+  later. A request's images are compared with what is already visible plus, in memory, with
+  the request's own earlier items; after an upsert or a delete the adapter waits until fetches
+  reflect it (up to ``VISIBILITY_TIMEOUT``), so a GET right after a POST sees the new images.
+  Two POSTs of the same photo within that moment may miss each other (pgvector serialises them).
+- No SQL and no recorded ``duplicates`` table: GET /duplicates without a threshold runs a live
+  search at the default threshold, which gives the same pairs as recording them would.
+- No transactions: a request's vectors are upserted in batches; a failure between batches can
+  leave part of a request stored (the POST then fails and the request can be deleted by id).
+
+Vector ids are ``{request_id}#{position:05d}#{image_id}``, so a request's images are listed by
+id prefix in upload order; everything else lives in metadata (Pinecone stores no nulls, so
+absent fields are left out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
+
+from dupdetect.duplicates import merge
+from dupdetect.settings import StoreSettings
+from dupdetect.store.base import (
+    Match,
+    ModelMismatch,
+    NewImage,
+    RequestInfo,
+    RequestNotFound,
+    SearchQuery,
+    StoredImage,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_UPSERT_BYTES = 2 * 1024 * 1024
+"""Pinecone's per-request limit; batches are sized to stay well under it."""
+FETCH_IDS_PER_CALL = 40
+"""Fetch takes ids in the query string: 40 of our ~90-character ids keep the URL under 4 kB."""
+VISIBILITY_TIMEOUT = 15.0
+
+
+def vector_id(request_id: uuid.UUID, position: int, image_id: uuid.UUID) -> str:
+    return f"{request_id}#{position:05d}#{image_id}"
+
+
+def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: datetime) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "image_id": str(image.id),
+        "request_id": str(request.id),
+        "position": image.position,
+        "filename": image.filename,
+        "url": image.url,
+        "byte_size": image.byte_size,
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "sha256": image.sha256,
+        "model": model,
+        "created_at": created_at.isoformat(),
+        "request_created_at": request.created_at.isoformat(),
+        "submitted": request.submitted,
+        "added": request.added,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _image(meta: dict[str, Any]) -> StoredImage:
+    return StoredImage(
+        id=uuid.UUID(meta["image_id"]),
+        request_id=uuid.UUID(meta["request_id"]),
+        position=int(meta["position"]),
+        filename=meta.get("filename"),
+        url=meta.get("url"),
+        byte_size=int(meta["byte_size"]),
+        width=int(meta["width"]),
+        height=int(meta["height"]),
+        format=meta["format"],
+        sha256=meta["sha256"],
+        model=meta["model"],
+        created_at=datetime.fromisoformat(meta["created_at"]),
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class PineconeStore:
+    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, near_threshold: float, limit: int) -> None:
+        self.index = index
+        self.dims = dims
+        self.namespace = namespace
+        self.near_threshold = near_threshold
+        self.limit = limit
+        # JSON floats are ~10 bytes each; leave room for metadata and the envelope.
+        self.batch_size = max(1, min(1000, MAX_UPSERT_BYTES // 2 // (dims * 12 + 1024)))
+        self._probe = np.zeros(dims, dtype=np.float32)
+        self._probe[0] = 1.0  # Pinecone rejects all-zero query vectors: metadata lookups use this
+
+    @classmethod
+    async def open(cls, settings: StoreSettings, *, dims: int, near_threshold: float, limit: int) -> PineconeStore:
+        assert settings.pinecone_api_key
+        if settings.pinecone_host:
+            index = AsyncIndex(host=settings.pinecone_host, api_key=settings.pinecone_api_key)
+        else:
+            async with AsyncPinecone(api_key=settings.pinecone_api_key) as pc:
+                if not await pc.has_index(settings.pinecone_index):
+                    log.info("creating Pinecone index %s (%d dims, cosine)", settings.pinecone_index, dims)
+                    await pc.create_index(
+                        name=settings.pinecone_index,
+                        dimension=dims,
+                        metric="cosine",
+                        spec=ServerlessSpec(cloud=settings.pinecone_cloud, region=settings.pinecone_region),
+                    )
+                host = (await pc.describe_index(settings.pinecone_index)).host
+            index = AsyncIndex(host=host, api_key=settings.pinecone_api_key)
+        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, near_threshold=near_threshold, limit=limit)
+        stats = await index.describe_index_stats()
+        if stats.dimension is not None and stats.dimension != dims:
+            await index.close()
+            raise ModelMismatch(
+                f"the Pinecone index has {stats.dimension} dimensions; the model makes {dims}. "
+                "Use another DUPDETECT_PINECONE_INDEX or the model the index was made for."
+            )
+        return store
+
+    async def close(self) -> None:
+        await self.index.close()
+
+    async def ping(self) -> None:
+        await self.index.describe_index_stats()
+
+    async def _query(self, vector: np.ndarray, top_k: int, flt: dict[str, Any]) -> list[tuple[StoredImage, float]]:
+        if not np.any(vector):
+            return []
+        response = await self.index.query(
+            vector=vector.tolist(), top_k=top_k, filter=flt, include_metadata=True, namespace=self.namespace
+        )
+        return [(_image(dict(m.metadata or {})), float(m.score)) for m in response.matches]
+
+    async def check_model(self, model: str, allow_change: bool) -> None:
+        other = await self._query(self._probe, 1, {"model": {"$ne": model}})
+        if other and not allow_change:
+            raise ModelMismatch(
+                f"the Pinecone index holds vectors of another model ({other[0][0].model}); this service uses "
+                f"{model}. Set DUPDETECT_MODEL/DUPDETECT_IMAGE_SIZE back, re-index into a new index, or set "
+                "DUPDETECT_ALLOW_MODEL_CHANGE=true to start anyway (they are then never compared)."
+            )
+
+    async def _candidates(self, query: SearchQuery, *, model: str, threshold: float, limit: int) -> list[Match]:
+        exact, near = await asyncio.gather(
+            self._query(query.vector, limit + 1, {"sha256": {"$eq": query.sha256}}),
+            self._query(query.vector, limit + 1, {"model": {"$eq": model}}),
+        )
+        return merge(
+            [image for image, _ in exact if image.id != query.exclude],
+            [(image, score) for image, score in near if image.id != query.exclude],
+            threshold=threshold,
+            limit=limit,
+        )
+
+    async def add_request(
+        self,
+        request_id: uuid.UUID,
+        submitted: int,
+        images: list[NewImage],
+        *,
+        model: str,
+        threshold: float,
+        limit: int,
+    ) -> list[list[Match]]:
+        now = datetime.now(UTC)
+        request = RequestInfo(id=request_id, created_at=now, submitted=submitted, added=len(images))
+        stored = [_image(_metadata(img, request, model, now)) for img in images]
+        found = await asyncio.gather(
+            *(
+                self._candidates(SearchQuery(vector=img.vector, sha256=img.sha256), model=model, threshold=threshold, limit=limit)
+                for img in images
+            )
+        )
+        for i, img in enumerate(images):  # earlier items of this request are not visible yet
+            earlier = [
+                (stored[j], float(np.dot(img.vector, images[j].vector))) for j in range(i)
+            ]
+            exact = [stored[j] for j in range(i) if images[j].sha256 == img.sha256]
+            found[i] = merge(
+                exact + [m.image for m in found[i] if m.kind == "exact"],
+                earlier + [(m.image, m.similarity) for m in found[i] if m.kind == "near"],
+                threshold=threshold,
+                limit=limit,
+            )
+        ids = [vector_id(request_id, img.position, img.id) for img in images]
+        await self.index.upsert(
+            vectors=[
+                {"id": vid, "values": img.vector.tolist(), "metadata": _metadata(img, request, model, now)}
+                for vid, img in zip(ids, images, strict=True)
+            ],
+            namespace=self.namespace,
+            batch_size=self.batch_size,
+            show_progress=False,
+        )
+        await self._settle(ids, present=True)
+        return found
+
+    async def _settle(self, ids: list[str], *, present: bool) -> None:
+        """Read-after-write: wait until fetches see the write (or the delete)."""
+        deadline = time.monotonic() + VISIBILITY_TIMEOUT
+        pending = list(ids)
+        while pending:
+            seen: set[str] = set()
+            for chunk in _chunks(pending, FETCH_IDS_PER_CALL):
+                seen |= set((await self.index.fetch(ids=chunk, namespace=self.namespace)).vectors)
+            pending = [vid for vid in pending if (vid in seen) != present]
+            if pending and time.monotonic() > deadline:
+                log.warning("%d Pinecone writes not visible after %.0fs", len(pending), VISIBILITY_TIMEOUT)
+                return
+            if pending:
+                await asyncio.sleep(0.1)
+
+    async def _list_ids(self, prefix: str) -> list[str]:
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            page = await self.index.list_paginated(
+                prefix=prefix, limit=100, pagination_token=token, namespace=self.namespace
+            )
+            ids += [item.id for item in page.vectors if item.id]
+            token = page.pagination.next if page.pagination else None
+            if not token:
+                return sorted(ids)
+
+    async def _fetch(self, ids: list[str]) -> list[tuple[dict[str, Any], np.ndarray]]:
+        out = []
+        for chunk in _chunks(ids, FETCH_IDS_PER_CALL):
+            vectors = (await self.index.fetch(ids=chunk, namespace=self.namespace)).vectors
+            out += [(dict(vectors[vid].metadata or {}), np.asarray(vectors[vid].values, np.float32)) for vid in chunk if vid in vectors]
+        return out
+
+    async def request_images(self, request_id: uuid.UUID) -> list[tuple[StoredImage, np.ndarray]]:
+        rows = await self._fetch(await self._list_ids(f"{request_id}#"))
+        if not rows:
+            raise RequestNotFound(str(request_id))
+        return sorted(((_image(meta), vector) for meta, vector in rows), key=lambda pair: pair[0].position)
+
+    async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
+        ids = await self._list_ids(f"{request_id}#")
+        if not ids:
+            return None
+        meta, _ = (await self._fetch(ids[:1]))[0]
+        return RequestInfo(
+            id=request_id,
+            created_at=datetime.fromisoformat(meta["request_created_at"]),
+            submitted=int(meta["submitted"]),
+            added=int(meta["added"]),
+        )
+
+    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
+        """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
+        images = await self.request_images(request_id)
+        found = await self.search(
+            [SearchQuery(vector=v, sha256=img.sha256, exclude=img.id) for img, v in images],
+            model=images[0][0].model,
+            threshold=self.near_threshold,
+            limit=self.limit,
+        )
+        return [(img, matches) for (img, _), matches in zip(images, found, strict=True)]
+
+    async def search(
+        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
+    ) -> list[list[Match]]:
+        return list(
+            await asyncio.gather(
+                *(self._candidates(query, model=model, threshold=threshold, limit=limit) for query in queries)
+            )
+        )
+
+    async def _find(self, image_id: uuid.UUID) -> StoredImage | None:
+        hits = await self._query(self._probe, 1, {"image_id": {"$eq": str(image_id)}})
+        return hits[0][0] if hits else None
+
+    async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
+        return await self._find(image_id)
+
+    async def delete_image(self, image_id: uuid.UUID) -> bool:
+        image = await self._find(image_id)
+        if image is None:
+            return False
+        ids = [vector_id(image.request_id, image.position, image.id)]
+        await self.index.delete(ids=ids, namespace=self.namespace)
+        await self._settle(ids, present=False)
+        return True
+
+    async def delete_request(self, request_id: uuid.UUID) -> bool:
+        ids = await self._list_ids(f"{request_id}#")
+        for chunk in _chunks(ids, 1000):
+            await self.index.delete(ids=chunk, namespace=self.namespace)
+        await self._settle(ids, present=False)
+        return bool(ids)
