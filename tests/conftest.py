@@ -110,17 +110,24 @@ async def _pg_count(dsn: str) -> tuple[int, int]:
 
 
 @contextlib.asynccontextmanager
-async def fake_pinecone(dimension: int) -> AsyncIterator[tuple[FakeIndex, str]]:
-    index = FakeIndex(dimension=dimension)
-    runner = web.AppRunner(make_app(index))
+async def web_server(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """An aiohttp app on a free port of ``host``; yields its base URL."""
+    runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield index, f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fake_pinecone(dimension: int) -> AsyncIterator[tuple[FakeIndex, str]]:
+    index = FakeIndex(dimension=dimension)
+    async with web_server(make_app(index)) as url:
+        yield index, url
 
 
 @pytest.fixture(params=["pgvector", "pinecone"])

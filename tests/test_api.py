@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from dupdetect.settings import FetchSettings, LimitSettings, Settings
-from tests.conftest import Backend, serving
+from tests.conftest import Backend, serving, web_server
 from tests.photos import corrupt_png, edited_copy, jpeg, not_an_image, pixel_bomb, truncated_jpeg
 
 
@@ -188,15 +188,8 @@ async def image_host() -> AsyncIterator[str]:
     app.router.add_get("/moved", redirect("/chelsea.jpg"))
     app.router.add_get("/loop", redirect("/loop"))
     app.router.add_get("/endless", endless)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with web_server(app) as url:
+        yield url
 
 
 def with_fetch(settings: Settings, **fetch: Any) -> Settings:

@@ -15,13 +15,11 @@ from dupdetect.api.errors import ApiError, error_responses
 from dupdetect.api.schemas import (
     DuplicatesResponse,
     ImageDuplicates,
-    ImageOut,
     ImagesOperation,
     IngestItem,
     IngestResponse,
     RequestOut,
     duplicate_out,
-    image_out,
     request_out,
     source,
 )
@@ -29,7 +27,7 @@ from dupdetect.embedding.worker import Overloaded
 from dupdetect.ingest import NoValidImages, Outcome, ingest
 from dupdetect.intake import IntakeError, read_items
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import RequestNotFound
+from dupdetect.store.base import RequestNotFound, StoredImage
 
 Threshold = Annotated[
     float | None,
@@ -147,11 +145,11 @@ class ImagesController(Controller):
         summary="One stored image's metadata",
         responses=error_responses((400, "Malformed image id"), (404, "No such image")),
     )
-    async def get_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> ImageOut:
+    async def get_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> StoredImage:
         image = await runtime.store.get_image(image_id)
         if image is None:
             raise _not_found("image", image_id)
-        return image_out(image)
+        return image
 
     @delete(
         "/images/{image_id:uuid}",

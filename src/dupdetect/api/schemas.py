@@ -52,39 +52,20 @@ class DuplicatesResponse(msgspec.Struct, kw_only=True):
     message: str
 
 
-class ImageOut(msgspec.Struct, kw_only=True):
-    id: uuid.UUID
-    request_id: uuid.UUID
-    position: int
-    filename: str | None
-    url: str | None
-    byte_size: int
-    width: int
-    height: int
-    format: str
-    sha256: str
-    model: str
-    created_at: datetime
-
-
 class RequestOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     created_at: datetime
     submitted: int
     added: int
-    images: list[ImageOut]
+    images: list[StoredImage]
 
 
 def source(image: StoredImage) -> str | None:
     return image.filename if image.filename is not None else image.url
 
 
-def image_out(image: StoredImage) -> ImageOut:
-    return ImageOut(**msgspec.structs.asdict(image))
-
-
 def request_out(info: RequestInfo, images: list[StoredImage]) -> RequestOut:
-    return RequestOut(**msgspec.structs.asdict(info), images=[image_out(image) for image in images])
+    return RequestOut(**msgspec.structs.asdict(info), images=images)
 
 
 def duplicate_out(match: Match) -> Duplicate:
