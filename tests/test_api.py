@@ -385,10 +385,35 @@ async def test_an_unexpected_form_field_is_named(base_url: str, http: aiohttp.Cl
 
 
 async def test_item_errors_name_the_problem(base_url: str, http: aiohttp.ClientSession) -> None:
-    payload = {"images": [{"base64": b64(jpeg("coffee"))}, {"filename": "x.jpg"}, {"base64": "@@@@"}]}
+    coffee = b64(jpeg("coffee"))
+    payload = {
+        "images": [
+            {"base64": coffee},
+            {"filename": "x.jpg"},
+            {"base64": "@@@@"},
+            {"base64": coffee, "filename": "nul\u0000byte.jpg"},
+            {"base64": coffee, "filename": "x" * 2000},
+            {"url": "http://example.org/" + "a" * 5000},
+        ]
+    }
     status, body = await post(http, base_url, json=payload)
     assert status == 201
-    assert [item.get("error", {}).get("code") for item in body["items"]] == [None, "invalid_item", "invalid_base64"]
+    assert [item.get("error", {}).get("code") for item in body["items"]] == [
+        None, "invalid_item", "invalid_base64", "invalid_filename", "invalid_filename", "invalid_url"
+    ]
+
+
+async def test_hostile_names_never_reach_the_store(base_url: str, http: aiohttp.ClientSession) -> None:
+    body = b'{"images": [{"base64": "%s", "filename": "\\ud800.jpg"}]}' % b64(jpeg("coffee")).encode()
+    status, answer = await post(http, base_url, data=body, headers={"Content-Type": "application/json"})
+    assert status in (400, 422), answer
+    raw = (
+        b'--b\r\nContent-Disposition: form-data; name="files"; filename="bell\x07.jpg"\r\n\r\n'
+        + jpeg("coffee")
+        + b"\r\n--b--\r\n"
+    )
+    status, answer = await post(http, base_url, data=raw, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert status == 422 and answer["error"]["details"][0]["error"]["code"] == "invalid_filename"
 
 
 # --- reading and deleting ------------------------------------------------------------------

@@ -104,3 +104,20 @@ def test_bad_bytes_raise_one_typed_error(payload: bytes, code: str) -> None:
         decode(payload, size=SIZE, max_pixels=LIMIT)
     assert caught.value.code == code
     assert caught.value.message
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
+def test_mutated_files_only_ever_raise_decode_errors(fmt: str) -> None:
+    """Hostile bytes: flipped bytes, cut-offs and splices of real files never escape as other errors."""
+    rng = np.random.default_rng(1)
+    original = bytearray(encode(photo("coffee").resize((120, 80)), fmt))
+    for trial in range(60):
+        data = bytearray(original)
+        if trial % 3 == 0:
+            data = data[: rng.integers(8, len(data))]
+        for _ in range(rng.integers(1, 12)):
+            data[rng.integers(0, len(data))] = rng.integers(0, 256)
+        try:
+            decode(bytes(data), size=64, max_pixels=LIMIT)
+        except DecodeError as exc:
+            assert exc.code in {"corrupt_image", "unsupported_format", "too_many_pixels"}

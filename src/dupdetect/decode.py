@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 11.3
     from pillow_heif import register_heif_opener
@@ -119,7 +119,9 @@ def decode(data: bytes, *, size: int, max_pixels: int) -> DecodedImage:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_many_pixels", str(exc)) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+    except MemoryError as exc:
+        raise DecodeError("too_many_pixels", "the image needs more memory than is available") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow's parsers raise many types on hostile bytes
         raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt: {exc}") from exc
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return DecodedImage(

@@ -56,6 +56,21 @@ class ImagesBody(msgspec.Struct, forbid_unknown_fields=True):
     images: list[ImageEntry]
 
 
+MAX_NAME_LENGTH = 1024
+MAX_URL_LENGTH = 4096
+
+
+def _name_error(name: str | None) -> ItemError | None:
+    """Names are stored as given: refuse what a database or a metadata field cannot hold."""
+    if name is None:
+        return None
+    if len(name) > MAX_NAME_LENGTH:
+        return ItemError("invalid_filename", f"the filename is longer than {MAX_NAME_LENGTH} characters")
+    if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name):
+        return ItemError("invalid_filename", "the filename contains control or unpaired surrogate characters")
+    return None
+
+
 def _too_large(limits: LimitSettings) -> ItemError:
     return ItemError("image_too_large", f"the image is larger than the {limits.max_image_bytes:,}-byte limit")
 
@@ -95,7 +110,7 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
                             )
                         if len(items) >= limits.max_images_per_request:
                             raise _too_many(limits)
-                        current = Item(index=len(items), filename=event.filename)
+                        current = Item(index=len(items), filename=event.filename, error=_name_error(event.filename))
                         items.append(current)
                         buffer = bytearray()
                     elif event is None:
@@ -144,7 +159,14 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
         raise _too_many(limits)
     items = []
     for index, entry in enumerate(parsed.images):
-        if (entry.base64 is None) == (entry.url is None):
+        name_error = _name_error(entry.filename) or (
+            ItemError("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters or contains control characters")
+            if entry.url is not None and (len(entry.url) > MAX_URL_LENGTH or _name_error(entry.url) is not None)
+            else None
+        )
+        if name_error is not None:
+            items.append(Item(index, error=name_error))
+        elif (entry.base64 is None) == (entry.url is None):
             items.append(Item(index, entry.filename, error=ItemError("invalid_item", "give exactly one of base64 or url")))
         elif entry.url is not None:
             items.append(Item(index, entry.filename, url=entry.url))
