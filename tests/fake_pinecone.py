@@ -86,14 +86,15 @@ def _match(metadata: dict[str, Any], flt: dict[str, Any]) -> bool:
         if not isinstance(cond, dict):
             cond = {"$eq": cond}
         value = metadata.get(key)
+        values = value if isinstance(value, list) else [value]  # list fields match on any element
         for op, operand in cond.items():
-            if op == "$eq" and value != operand:
+            if op == "$eq" and operand not in values:
                 return False
-            if op == "$ne" and value == operand:
+            if op == "$ne" and operand in values:
                 return False
-            if op == "$in" and value not in operand:
+            if op == "$in" and not set(values) & set(operand):
                 return False
-            if op == "$nin" and value in operand:
+            if op == "$nin" and set(values) & set(operand):
                 return False
             if op not in ("$eq", "$ne", "$in", "$nin"):
                 raise BadRequest(f"unsupported filter operator {op}")

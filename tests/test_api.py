@@ -80,7 +80,7 @@ async def test_edited_copy_is_a_near_duplicate_across_requests_both_ways(
     assert dup["image_id"] == first["items"][0]["image_id"]
     assert dup["request_id"] == first["request_id"]
     assert dup["filename"] == "rocket.jpg"
-    assert dup["kind"] == "near" and 0.9 <= dup["similarity"] < 1.0
+    assert dup["kind"] == "near_exact" and 0.9 <= dup["similarity"] < 1.0  # a mild edit
 
     _, earlier = await get(http, f"{base_url}/duplicates/{first['request_id']}")
     rocket, coffee = earlier["images"]
@@ -217,7 +217,7 @@ async def test_urls_are_fetched_and_mixed_with_base64(
         _, found = await get(http, f"{base_url}/duplicates/{body['request_id']}")
     assert found["images"][0]["filename"] == f"{image_host}/chelsea.jpg"
     kinds = {d["filename"]: d["kind"] for d in found["images"][2]["duplicates"]}
-    assert kinds == {f"{image_host}/chelsea.jpg": "exact", "copy.jpg": "near"}
+    assert kinds == {f"{image_host}/chelsea.jpg": "exact", "copy.jpg": "near_exact"}
 
 
 async def test_url_problems_are_item_errors(settings: Settings, image_host: str, http: aiohttp.ClientSession) -> None:

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 
 from dupdetect.settings import Settings, StoreSettings
-from dupdetect.store.base import NewImage
+from dupdetect.store.base import NewImage, Thresholds
 from dupdetect.store.pinecone import PineconeStore
 from tests.conftest import fake_pinecone, serving
 from tests.fake_pinecone import FakeIndex
 from tests.photos import edited_copy, jpeg
+
+
+RULES = Thresholds(near=0.9, near_exact=8, limit=10)
 
 
 def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
@@ -28,7 +31,7 @@ def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
 def new_image(position: int, vector: np.ndarray) -> NewImage:
     return NewImage(
         id=uuid.uuid4(), position=position, filename=f"{position}.jpg", url=None, byte_size=1000,
-        width=10, height=10, format="JPEG", sha256=f"{position:064x}", vector=vector,
+        width=10, height=10, format="JPEG", sha256=f"{position:064x}", phash=position, vector=vector,
     )
 
 
@@ -36,7 +39,7 @@ def new_image(position: int, vector: np.ndarray) -> NewImage:
 async def resnet_sized_index() -> AsyncIterator[tuple[FakeIndex, PineconeStore]]:
     async with fake_pinecone(dimension=2048) as (index, url):
         settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
-        store = await PineconeStore.open(settings, dims=2048, near_threshold=0.9, limit=10)
+        store = await PineconeStore.open(settings, dims=2048, rules=RULES)
         try:
             yield index, store
         finally:
@@ -50,7 +53,7 @@ async def test_a_full_request_of_2048_d_vectors_is_upserted_in_batches_under_the
     vectors = unit_vectors(100, 2048)
     request_id = uuid.uuid4()
     await store.add_request(
-        request_id, 100, [new_image(i, v) for i, v in enumerate(vectors)], model="m", threshold=0.9, limit=10
+        request_id, 100, [new_image(i, v) for i, v in enumerate(vectors)], model="m", rules=RULES
     )
     upserts = [r for r in index.requests if r.endswith("/vectors/upsert")]
     assert len(upserts) >= 3  # one 2 MB request could not hold them all
@@ -63,7 +66,7 @@ async def test_wrong_dimension_is_refused_at_start(resnet_sized_index: tuple[Fak
     index, store = resnet_sized_index
     settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=store.index.host)
     with pytest.raises(Exception, match="2048 dimensions; the model makes 1280"):
-        await PineconeStore.open(settings, dims=1280, near_threshold=0.9, limit=10)
+        await PineconeStore.open(settings, dims=1280, rules=RULES)
 
 
 async def test_the_stand_in_is_strict() -> None:

@@ -25,6 +25,8 @@ async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
         }
         assert "USING btree (sha256)" in indexes["images_sha256_idx"]
         assert "(request_id, \"position\")" in indexes["images_request_id_position_key"]
+        for band in range(8):
+            assert "phash" in indexes[f"images_phash_band{band}_idx"]
         for dims in (512, 1280, 2048):
             definition = indexes[f"images_embedding_{dims}_hnsw_idx"]
             assert "USING hnsw" in definition and f"halfvec({dims})" in definition
@@ -38,7 +40,7 @@ async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
         }
         assert columns["embedding"] == "halfvec"
         assert {"id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                "format", "sha256", "model", "created_at"} <= columns.keys()
+                "format", "sha256", "phash", "model", "created_at"} <= columns.keys()
         assert await migrate.current_revision(dsn) == migrate.head_revision()
     finally:
         await conn.close()

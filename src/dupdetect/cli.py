@@ -75,6 +75,7 @@ def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reembed(settings: Settings, args: argparse.Namespace) -> int:
+    from dupdetect.duplicates import thresholds
     from dupdetect.reembed import reembed
     from dupdetect.runtime import running
     from dupdetect.store.pgvector import PgVectorStore
@@ -92,7 +93,7 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
                 runtime.pipeline,
                 originals=args.originals,
                 fetcher=runtime.fetcher if args.fetch_urls else None,
-                rules=settings.duplicates,
+                rules=thresholds(settings.duplicates),
                 delete_missing=args.delete_missing,
             )
             print(

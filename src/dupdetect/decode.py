@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from dupdetect.perceptual import phash
+
 try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 11.3
     from pillow_heif import register_heif_opener
 
@@ -41,6 +43,8 @@ class DecodedImage:
     byte_size: int
     pixels: np.ndarray
     """uint8, (size, size, 3): the whole image resized to the model input, no crop."""
+    phash: int
+    """64-bit perceptual hash of the oriented, flattened image (the near-exact tier)."""
     format: str
     """Detected from the bytes: JPEG, PNG, WEBP, GIF, BMP, TIFF, HEIF, AVIF."""
     width: int
@@ -128,6 +132,7 @@ def decode(data: bytes, *, size: int, max_pixels: int) -> DecodedImage:
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
         pixels=np.asarray(resized),
+        phash=phash(rgb),
         format=kind,
         width=width,
         height=height,

@@ -11,8 +11,7 @@ from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
-from dupdetect.settings import DuplicateSettings
-from dupdetect.store.base import Match, NewImage, VectorStore
+from dupdetect.store.base import Match, NewImage, Thresholds, VectorStore
 
 
 @dataclass
@@ -61,6 +60,7 @@ async def _prepare(item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher) ->
         height=image.height,
         format=image.format,
         sha256=image.sha256,
+        phash=image.phash,
         vector=embedded.vector,
     )
 
@@ -71,7 +71,7 @@ async def ingest(
     pipeline: EmbeddingPipeline,
     store: VectorStore,
     fetcher: Fetcher,
-    rules: DuplicateSettings,
+    rules: Thresholds,
 ) -> IngestResult:
     """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
     prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
@@ -86,9 +86,7 @@ async def ingest(
     if not images:
         raise NoValidImages(outcomes)
     request_id = uuid.uuid4()
-    found = await store.add_request(
-        request_id, len(items), images, model=pipeline.model_name, threshold=rules.near_threshold, limit=rules.top_k
-    )
+    found = await store.add_request(request_id, len(items), images, model=pipeline.model_name, rules=rules)
     for image, matches in zip(images, found, strict=True):
         outcomes[image.position].image_id = image.id
         outcomes[image.position].duplicates = matches

@@ -16,7 +16,7 @@ from pathlib import Path
 from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
-from dupdetect.settings import DuplicateSettings
+from dupdetect.store.base import Thresholds
 from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def reembed(
     *,
     originals: Path | None,
     fetcher: Fetcher | None,
-    rules: DuplicateSettings,
+    rules: Thresholds,
     delete_missing: bool,
 ) -> ReembedReport:
     report = ReembedReport()
@@ -76,7 +76,7 @@ async def reembed(
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
             await store.replace_embedding(
-                image.id, embedded.vector, model=pipeline.model_name, threshold=rules.near_threshold, limit=rules.top_k
+                image.id, embedded.vector, embedded.image.phash, model=pipeline.model_name, rules=rules
             )
             report.reembedded += 1
         elif delete_missing:

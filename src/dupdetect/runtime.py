@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
+from dupdetect.duplicates import thresholds
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.fetch import Fetcher
@@ -59,8 +60,7 @@ async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncE
 async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
     from dupdetect.store.pinecone import PineconeStore
 
-    rules = settings.duplicates
-    store = await PineconeStore.open(settings.store, dims=dims, near_threshold=rules.near_threshold, limit=rules.top_k)
+    store = await PineconeStore.open(settings.store, dims=dims, rules=thresholds(settings.duplicates))
     stack.push_async_callback(store.close)
     return store
 

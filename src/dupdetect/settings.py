@@ -91,6 +91,9 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
     near_threshold: Similarity = 0.90
+    near_exact_distance: Annotated[int, Meta(ge=0, le=16)] = 8
+    """Largest Hamming distance between 64-bit perceptual hashes that counts as near-exact;
+    distances up to 7 are found through the hash index, larger ones among the CNN candidates."""
     top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
     ef_search: Annotated[int, Meta(ge=1, le=1000)] = 100
 

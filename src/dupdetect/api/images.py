@@ -79,7 +79,7 @@ class ImagesController(Controller):
                 pipeline=runtime.pipeline,
                 store=runtime.store,
                 fetcher=runtime.fetcher,
-                rules=runtime.settings.duplicates,
+                rules=duplicates.thresholds(runtime.settings.duplicates),
             )
         except IntakeError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from exc
@@ -106,8 +106,8 @@ class ImagesController(Controller):
                 runtime.store,
                 request_id,
                 model=runtime.pipeline.model_name,
-                threshold=threshold,
-                limit=limit or runtime.settings.duplicates.top_k,
+                rules=duplicates.thresholds(runtime.settings.duplicates, near=threshold, limit=limit),
+                live=threshold is not None,
             )
         except RequestNotFound as exc:
             raise _not_found("request", request_id) from exc

@@ -37,7 +37,8 @@ class Duplicate(msgspec.Struct, kw_only=True):
     """The upload's file name, or the URL it was fetched from."""
     similarity: float
     """Cosine similarity of the descriptors; 1.0 for exact (byte-identical) duplicates."""
-    kind: Literal["exact", "near"]
+    kind: Literal["exact", "near_exact", "near"]
+    """exact: same bytes; near_exact: same picture by perceptual hash; near: by descriptor."""
 
 
 class ImageDuplicates(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 import msgspec
 import numpy as np
 
-Kind = Literal["exact", "near"]
+Kind = Literal["exact", "near_exact", "near"]
 
 
 class NewImage(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +28,7 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     format: str
     sha256: str
+    phash: int
     vector: np.ndarray
 
 
@@ -42,6 +43,8 @@ class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     format: str
     sha256: str
+    phash: int | None
+    """64-bit perceptual hash; None for images stored before the near-exact tier existed."""
     model: str
     created_at: datetime
 
@@ -66,8 +69,19 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 
     vector: np.ndarray
     sha256: str
+    phash: int | None
     exclude: uuid.UUID | None = None
     """The image itself, when it is stored."""
+
+
+class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """When a candidate counts as a duplicate, and how many to report per image."""
+
+    near: float
+    """Cosine similarity floor of the near tier."""
+    near_exact: int
+    """Largest Hamming distance between perceptual hashes for the near-exact tier."""
+    limit: int
 
 
 class RequestNotFound(LookupError):
@@ -89,8 +103,7 @@ class VectorStore(Protocol):
         images: list[NewImage],
         *,
         model: str,
-        threshold: float,
-        limit: int,
+        rules: Thresholds,
     ) -> list[list[Match]]:
         """Store a request's images and record, per image, its duplicates among everything
         stored before it (other requests and earlier items of this one): one transaction."""
@@ -99,9 +112,7 @@ class VectorStore(Protocol):
         """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
         Raises RequestNotFound."""
 
-    async def search(
-        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
-    ) -> list[list[Match]]:
+    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
         """Live search among all stored images, per query, best first."""
 
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None: ...

@@ -13,6 +13,7 @@ import asyncpg
 import numpy as np
 
 from dupdetect.duplicates import merge
+from dupdetect.perceptual import BANDS, bands
 from dupdetect.store.base import (
     Match,
     ModelMismatch,
@@ -21,6 +22,7 @@ from dupdetect.store.base import (
     RequestNotFound,
     SearchQuery,
     StoredImage,
+    Thresholds,
 )
 
 INGEST_LOCK = 0x64757064  # "dupd": one ingest transaction at a time, so concurrent uploads see each other
@@ -29,8 +31,10 @@ SUPPORTED_DIMS = (512, 1280, 2048)
 
 _IMAGE_COLUMNS = (
     "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
-    " i.format, i.sha256, i.model, i.created_at"
+    " i.format, i.sha256, i.phash, i.model, i.created_at"
 )
+# Same expressions as the band indexes of migration 0002, so the planner uses them.
+_BAND_MATCH = " OR ".join(f"((i.phash >> {8 * (BANDS - 1 - b)}) & 255) = ${b + 7}" for b in range(BANDS))
 
 
 def _image(row: asyncpg.Record) -> StoredImage:
@@ -57,8 +61,21 @@ class PgVectorStore:
             )
             SELECT {_IMAGE_COLUMNS}, 1 - n.distance AS similarity
             FROM nearest n JOIN images i ON i.id = n.id
-            WHERE n.distance <= 1 - $7
             ORDER BY n.distance
+        """
+        # Near-exact candidates: any shared byte of the perceptual hash (all within Hamming
+        # distance 7, most beyond), then the exact distance.
+        self._hash_sql = f"""
+            SELECT {_IMAGE_COLUMNS},
+                   CASE WHEN i.model = $2 AND vector_dims(i.embedding) = {dims}
+                        THEN 1 - (i.embedding::halfvec({dims}) <=> $1::halfvec({dims})) ELSE 0 END AS similarity
+            FROM images i
+            WHERE i.phash IS NOT NULL AND ({_BAND_MATCH})
+              AND bit_count((i.phash # $6)::bit(64)) <= $15
+              AND i.id IS DISTINCT FROM $3
+              AND (i.request_id IS DISTINCT FROM $4 OR i.position < $5)
+            ORDER BY bit_count((i.phash # $6)::bit(64)), i.created_at
+            LIMIT $16
         """
 
     async def _tune(self, conn: asyncpg.Connection) -> None:
@@ -87,26 +104,31 @@ class PgVectorStore:
         query: SearchQuery,
         *,
         model: str,
-        threshold: float,
-        limit: int,
+        rules: Thresholds,
         before: tuple[uuid.UUID, int] | None,
     ) -> list[Match]:
         """``before`` = (request, position): only images stored before that one count."""
         request_id, position = before if before is not None else (None, 0)
+        limit = rules.limit
         exact = await conn.fetch(
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.sha256 = $1 AND i.id IS DISTINCT FROM $2"
             " AND (i.request_id IS DISTINCT FROM $3 OR i.position < $4) ORDER BY i.created_at LIMIT $5",
             query.sha256, query.exclude, request_id, position, limit,
         )
-        near = await conn.fetch(
-            self._nearest_sql,
-            query.vector, model, query.exclude, request_id, position, limit, threshold,
+        candidates = await conn.fetch(
+            self._nearest_sql, query.vector, model, query.exclude, request_id, position, limit
         )
+        if query.phash is not None:
+            candidates += await conn.fetch(
+                self._hash_sql,
+                query.vector, model, query.exclude, request_id, position, query.phash,
+                *bands(query.phash), rules.near_exact, limit,
+            )
         return merge(
+            query.phash,
             [_image(row) for row in exact],
-            [(_image(row), float(row["similarity"])) for row in near],
-            threshold=threshold,
-            limit=limit,
+            [(_image(row), float(row["similarity"])) for row in candidates],
+            rules,
         )
 
     async def add_request(
@@ -116,8 +138,7 @@ class PgVectorStore:
         images: list[NewImage],
         *,
         model: str,
-        threshold: float,
-        limit: int,
+        rules: Thresholds,
     ) -> list[list[Match]]:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
@@ -127,21 +148,19 @@ class PgVectorStore:
             await conn.copy_records_to_table(
                 "images",
                 columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                         "format", "sha256", "model", "embedding"],
+                         "format", "sha256", "phash", "model", "embedding"],
                 records=[
                     (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
-                     img.height, img.format, img.sha256, model, img.vector)
+                     img.height, img.format, img.sha256, img.phash, model, img.vector)
                     for img in images
                 ],
             )
             await self._tune(conn)
             found: list[list[Match]] = []
             for img in images:
-                query = SearchQuery(vector=img.vector, sha256=img.sha256, exclude=img.id)
+                query = SearchQuery(vector=img.vector, sha256=img.sha256, phash=img.phash, exclude=img.id)
                 found.append(
-                    await self._candidates(
-                        conn, query, model=model, threshold=threshold, limit=limit, before=(request_id, img.position)
-                    )
+                    await self._candidates(conn, query, model=model, rules=rules, before=(request_id, img.position))
                 )
             pairs = [
                 (img.id, match.image.id, match.similarity, match.kind, model)
@@ -154,15 +173,10 @@ class PgVectorStore:
                 )
         return found
 
-    async def search(
-        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
-    ) -> list[list[Match]]:
+    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await self._tune(conn)
-            return [
-                await self._candidates(conn, query, model=model, threshold=threshold, limit=limit, before=None)
-                for query in queries
-            ]
+            return [await self._candidates(conn, query, model=model, rules=rules, before=None) for query in queries]
 
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
         row = await self.pool.fetchrow("SELECT id, created_at, submitted, added FROM requests WHERE id = $1", request_id)
@@ -204,20 +218,21 @@ class PgVectorStore:
         return [_image(row) for row in rows]
 
     async def replace_embedding(
-        self, image_id: uuid.UUID, vector: np.ndarray, *, model: str, threshold: float, limit: int
+        self, image_id: uuid.UUID, vector: np.ndarray, phash: int, *, model: str, rules: Thresholds
     ) -> list[Match]:
         """Swap in a vector of ``model`` and redo the image's near pairs against everything stored."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
             sha256 = await conn.fetchval(
-                "UPDATE images SET embedding = $2, model = $3 WHERE id = $1 RETURNING sha256", image_id, vector, model
+                "UPDATE images SET embedding = $2, model = $3, phash = $4 WHERE id = $1 RETURNING sha256",
+                image_id, vector, model, phash,
             )
             await conn.execute(
-                "DELETE FROM duplicates WHERE kind = 'near' AND (image_id = $1 OR duplicate_id = $1)", image_id
+                "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id
             )
             await self._tune(conn)
-            query = SearchQuery(vector=vector, sha256=sha256, exclude=image_id)
-            matches = await self._candidates(conn, query, model=model, threshold=threshold, limit=limit, before=None)
+            query = SearchQuery(vector=vector, sha256=sha256, phash=phash, exclude=image_id)
+            matches = await self._candidates(conn, query, model=model, rules=rules, before=None)
             await conn.executemany(
                 "INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model) SELECT $1, $2, $3, $4, $5"
                 " WHERE NOT EXISTS (SELECT 1 FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1)))",

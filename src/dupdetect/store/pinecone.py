@@ -31,6 +31,7 @@ import numpy as np
 from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
 
 from dupdetect.duplicates import merge
+from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
     Match,
@@ -40,6 +41,7 @@ from dupdetect.store.base import (
     RequestNotFound,
     SearchQuery,
     StoredImage,
+    Thresholds,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ def vector_id(request_id: uuid.UUID, position: int, image_id: uuid.UUID) -> str:
     return f"{request_id}#{position:05d}#{image_id}"
 
 
+def _band_terms(phash: int) -> list[str]:
+    """The hash's bytes as strings, so a ``$in`` filter finds images sharing any of them."""
+    return [f"{i}:{value}" for i, value in enumerate(bands(phash))]
+
+
 def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: datetime) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "image_id": str(image.id),
@@ -67,6 +74,8 @@ def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: dat
         "height": image.height,
         "format": image.format,
         "sha256": image.sha256,
+        "phash": str(image.phash),  # 64-bit integers do not survive Pinecone's float numbers
+        "phash_bands": _band_terms(image.phash),
         "model": model,
         "created_at": created_at.isoformat(),
         "request_created_at": request.created_at.isoformat(),
@@ -88,6 +97,7 @@ def _image(meta: dict[str, Any]) -> StoredImage:
         height=int(meta["height"]),
         format=meta["format"],
         sha256=meta["sha256"],
+        phash=int(meta["phash"]) if "phash" in meta else None,
         model=meta["model"],
         created_at=datetime.fromisoformat(meta["created_at"]),
     )
@@ -99,19 +109,19 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
-    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, near_threshold: float, limit: int) -> None:
+    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, rules: Thresholds) -> None:
         self.index = index
         self.dims = dims
         self.namespace = namespace
-        self.near_threshold = near_threshold
-        self.limit = limit
+        self.rules = rules
+        """The defaults, for GET /duplicates without a threshold (nothing is recorded)."""
         # JSON floats are ~10 bytes each; leave room for metadata and the envelope.
         self.batch_size = max(1, min(1000, MAX_UPSERT_BYTES // 2 // (dims * 12 + 1024)))
         self._probe = np.zeros(dims, dtype=np.float32)
         self._probe[0] = 1.0  # Pinecone rejects all-zero query vectors: metadata lookups use this
 
     @classmethod
-    async def open(cls, settings: StoreSettings, *, dims: int, near_threshold: float, limit: int) -> PineconeStore:
+    async def open(cls, settings: StoreSettings, *, dims: int, rules: Thresholds) -> PineconeStore:
         assert settings.pinecone_api_key
         if settings.pinecone_host:
             index = AsyncIndex(host=settings.pinecone_host, api_key=settings.pinecone_api_key)
@@ -127,7 +137,7 @@ class PineconeStore:
                     )
                 host = (await pc.describe_index(settings.pinecone_index)).host
             index = AsyncIndex(host=host, api_key=settings.pinecone_api_key)
-        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, near_threshold=near_threshold, limit=limit)
+        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, rules=rules)
         stats = await index.describe_index_stats()
         if stats.dimension is not None and stats.dimension != dims:
             await index.close()
@@ -160,16 +170,20 @@ class PineconeStore:
                 "DUPDETECT_ALLOW_MODEL_CHANGE=true to start anyway (they are then never compared)."
             )
 
-    async def _candidates(self, query: SearchQuery, *, model: str, threshold: float, limit: int) -> list[Match]:
-        exact, near = await asyncio.gather(
-            self._query(query.vector, limit + 1, {"sha256": {"$eq": query.sha256}}),
-            self._query(query.vector, limit + 1, {"model": {"$eq": model}}),
-        )
+    async def _candidates(self, query: SearchQuery, *, model: str, rules: Thresholds) -> list[Match]:
+        k = rules.limit + 1
+        lookups = [
+            self._query(query.vector, k, {"sha256": {"$eq": query.sha256}}),
+            self._query(query.vector, k, {"model": {"$eq": model}}),
+        ]
+        if query.phash is not None:
+            lookups.append(self._query(query.vector, k, {"phash_bands": {"$in": _band_terms(query.phash)}}))
+        exact, *others = await asyncio.gather(*lookups)
         return merge(
+            query.phash,
             [image for image, _ in exact if image.id != query.exclude],
-            [(image, score) for image, score in near if image.id != query.exclude],
-            threshold=threshold,
-            limit=limit,
+            [(image, score) for found in others for image, score in found if image.id != query.exclude],
+            rules,
         )
 
     async def add_request(
@@ -179,15 +193,14 @@ class PineconeStore:
         images: list[NewImage],
         *,
         model: str,
-        threshold: float,
-        limit: int,
+        rules: Thresholds,
     ) -> list[list[Match]]:
         now = datetime.now(UTC)
         request = RequestInfo(id=request_id, created_at=now, submitted=submitted, added=len(images))
         stored = [_image(_metadata(img, request, model, now)) for img in images]
         found = await asyncio.gather(
             *(
-                self._candidates(SearchQuery(vector=img.vector, sha256=img.sha256), model=model, threshold=threshold, limit=limit)
+                self._candidates(SearchQuery(vector=img.vector, sha256=img.sha256, phash=img.phash), model=model, rules=rules)
                 for img in images
             )
         )
@@ -197,10 +210,10 @@ class PineconeStore:
             ]
             exact = [stored[j] for j in range(i) if images[j].sha256 == img.sha256]
             found[i] = merge(
+                img.phash,
                 exact + [m.image for m in found[i] if m.kind == "exact"],
-                earlier + [(m.image, m.similarity) for m in found[i] if m.kind == "near"],
-                threshold=threshold,
-                limit=limit,
+                earlier + [(m.image, m.similarity) for m in found[i] if m.kind != "exact"],
+                rules,
             )
         ids = [vector_id(request_id, img.position, img.id) for img in images]
         await self.index.upsert(
@@ -271,21 +284,14 @@ class PineconeStore:
         """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
         images = await self.request_images(request_id)
         found = await self.search(
-            [SearchQuery(vector=v, sha256=img.sha256, exclude=img.id) for img, v in images],
+            [SearchQuery(vector=v, sha256=img.sha256, phash=img.phash, exclude=img.id) for img, v in images],
             model=images[0][0].model,
-            threshold=self.near_threshold,
-            limit=self.limit,
+            rules=self.rules,
         )
         return [(img, matches) for (img, _), matches in zip(images, found, strict=True)]
 
-    async def search(
-        self, queries: list[SearchQuery], *, model: str, threshold: float, limit: int
-    ) -> list[list[Match]]:
-        return list(
-            await asyncio.gather(
-                *(self._candidates(query, model=model, threshold=threshold, limit=limit) for query in queries)
-            )
-        )
+    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
+        return list(await asyncio.gather(*(self._candidates(query, model=model, rules=rules) for query in queries)))
 
     async def _find(self, image_id: uuid.UUID) -> StoredImage | None:
         hits = await self._query(self._probe, 1, {"image_id": {"$eq": str(image_id)}})
