@@ -90,8 +90,10 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
-    near_threshold: Similarity = 0.90
-    near_exact_distance: Annotated[int, Meta(ge=0, le=16)] = 8
+    near_threshold: Similarity = 0.80
+    """Chosen by bench/quality.py: different photos reach 0.76, edited copies mostly stay above."""
+    near_exact_distance: Annotated[int, Meta(ge=0, le=16)] = 10
+    """Chosen by bench/quality.py: mild edits move at most 10 of 64 bits, different photos ≥ 18."""
     """Largest Hamming distance between 64-bit perceptual hashes that counts as near-exact;
     distances up to 7 are found through the hash index, larger ones among the CNN candidates."""
     top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
