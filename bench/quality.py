@@ -227,12 +227,16 @@ def main() -> None:
         wrong = sum(len(verdicts.found[i] - {dataset[i].original}) for i in idx)
         by_hash = [distance[i, dataset[i].original] <= dup.near_exact_distance for i in idx]
         cos = [cosine[i, dataset[i].original] for i in idx]
+        recall = float(np.mean(hit))
+        precision = sum(hit) / (sum(hit) + wrong) if sum(hit) + wrong else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         family_rows.append([
-            edit.name, edit.family, edit.difficulty, f"{np.mean(hit):.2f}", str(wrong),
+            edit.name, edit.family, edit.difficulty, f"{precision:.2f}", f"{recall:.2f}", f"{f1:.2f}", str(wrong),
             f"{np.mean(by_hash):.2f}", f"{min(cos):.3f}", str(int(max(distance[i, dataset[i].original] for i in idx))),
         ])
     table(f"dupdetect at its defaults (near ≥ {dup.near_threshold}, near-exact ≤ {dup.near_exact_distance} bits), per edit",
-          ["edit", "family", "difficulty", "recall", "false pairs", "near-exact share", "min cosine", "max bits"],
+          ["edit", "family", "difficulty", "precision", "recall", "F1", "false pairs", "near-exact share",
+           "min cosine", "max bits"],
           family_rows)
 
     negatives = np.ones_like(cosine, dtype=bool)

@@ -80,6 +80,8 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
     from dupdetect.runtime import running
     from dupdetect.store.pgvector import PgVectorStore
 
+    if settings.store.store != "pgvector":
+        raise SettingsError("dupdetect reembed works on pgvector; with Pinecone, re-index into a new index")
     # The stored vectors of the old model are exactly what this command is for.
     settings = msgspec.structs.replace(
         settings, model=msgspec.structs.replace(settings.model, allow_model_change=True)

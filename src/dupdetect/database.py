@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ async def require_pgvector(dsn: str) -> None:
     """Fail early, in words, when the server cannot be reached or lacks pgvector."""
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
     try:
         row = await conn.fetchrow(

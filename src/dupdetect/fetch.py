@@ -8,7 +8,6 @@ checked once more. Bodies are streamed and cut off at the size limit.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -126,7 +125,7 @@ class Fetcher:
                     return await self._read(url, response)
             except FetchError:
                 raise
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise FetchError("fetch_timeout", f"{url} did not answer in time") from exc
             except (aiohttp.ClientError, OSError) as exc:
                 blocked = _blocked_cause(exc)
