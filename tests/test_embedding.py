@@ -15,7 +15,7 @@ from dupdetect.decode import decode
 from dupdetect.embedding import weights
 from dupdetect.embedding.model import Embedder
 from dupdetect.embedding.weights import WeightsError
-from dupdetect.embedding.worker import EmbeddingWorker
+from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
 from dupdetect.settings import ModelSettings
 from tests.photos import PHOTOS, edited_copy, jpeg
 
@@ -141,3 +141,13 @@ async def test_worker_batches_concurrent_requests(lite0: Embedder) -> None:
     expected = lite0.predict(images)
     for i, vector in enumerate(results):
         assert float(vector @ expected[i % len(PHOTOS)]) > 0.9999
+
+
+async def test_a_full_queue_refuses_instead_of_piling_up(lite0: Embedder) -> None:
+    worker = EmbeddingWorker(lite0, batch_size=8, batch_wait_ms=0, queue_size=1)  # not started: nothing drains
+    image = pixels(jpeg("coffee"))[0]
+    waiting = asyncio.ensure_future(worker.embed(image))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded, match="1 images are already waiting"):
+        await worker.embed(image)
+    waiting.cancel()
