@@ -25,6 +25,7 @@ COPY --from=build /opt/torch /opt/torch
 WORKDIR /app
 COPY pyproject.toml ./
 COPY tests ./tests
+COPY bench ./bench
 ARG DUPDETECT_MODEL=resnet50
 ENV PATH=/opt/venv/bin:$PATH TORCH_HOME=/opt/torch \
     DUPDETECT_MODEL=${DUPDETECT_MODEL} DUPDETECT_HOST=0.0.0.0 DUPDETECT_PORT=8000 \
