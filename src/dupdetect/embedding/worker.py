@@ -57,10 +57,6 @@ class EmbeddingWorker:
             self._thread.join()
             self._thread = None
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
-
     async def embed(self, pixels: np.ndarray) -> np.ndarray:
         """The descriptor of one decoded image, batched with whatever else is waiting."""
         loop = asyncio.get_running_loop()

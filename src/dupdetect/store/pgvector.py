@@ -46,7 +46,6 @@ class PgVectorStore:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
         self.pool = pool
-        self.dims = dims
         self.ef_search = ef_search
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
         self._nearest_sql = f"""

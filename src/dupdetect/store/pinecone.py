@@ -111,7 +111,6 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 class PineconeStore:
     def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, rules: Thresholds) -> None:
         self.index = index
-        self.dims = dims
         self.namespace = namespace
         self.rules = rules
         """The defaults, for GET /duplicates without a threshold (nothing is recorded)."""
