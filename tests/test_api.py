@@ -187,6 +187,7 @@ async def image_host() -> AsyncIterator[str]:
     app.router.add_get("/chelsea.jpg", serve_bytes(jpeg("chelsea")))
     app.router.add_get("/moved", redirect("/chelsea.jpg"))
     app.router.add_get("/loop", redirect("/loop"))
+    app.router.add_get("/nowhere", redirect("http://[::1"))
     app.router.add_get("/endless", endless)
     async with web_server(app) as url:
         yield url
@@ -230,12 +231,13 @@ async def test_url_problems_are_item_errors(settings: Settings, image_host: str,
                 {"url": f"{image_host}/loop"},
                 {"url": f"{image_host}/endless"},
                 {"url": "ftp://example.org/a.jpg"},
+                {"url": f"{image_host}/nowhere"},
             ]
         }
         status, body = await post(http, base_url, json=payload)
     assert status == 201
     codes = [item.get("error", {}).get("code") for item in body["items"]]
-    assert codes == [None, "fetch_failed", "too_many_redirects", "image_too_large", "invalid_url"]
+    assert codes == [None, "fetch_failed", "too_many_redirects", "image_too_large", "invalid_url", "fetch_failed"]
 
 
 @pytest.mark.parametrize(

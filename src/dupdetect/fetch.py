@@ -127,6 +127,8 @@ class Fetcher:
                 raise
             except TimeoutError as exc:
                 raise FetchError("fetch_timeout", f"{url} did not answer in time") from exc
+            except ValueError as exc:  # e.g. a redirect to something that is not a URL
+                raise FetchError("fetch_failed", f"cannot follow {url}: {exc}") from exc
             except (aiohttp.ClientError, OSError) as exc:
                 blocked = _blocked_cause(exc)
                 if blocked is not None:
