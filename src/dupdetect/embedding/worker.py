@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupdetect.embedding.model import Embedder
+from dupdetect.observability import BATCH_SIZE, IMAGES_EMBEDDED, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class EmbeddingWorker:
     def start(self) -> None:
         """Load the model (blocking) and start the thread."""
         self.embedder.load()
+        QUEUE_DEPTH.set_function(self._queue.qsize)
         self._thread = threading.Thread(target=self._run, name="dupdetect-embed", daemon=True)
         self._thread.start()
 
@@ -106,6 +108,8 @@ class EmbeddingWorker:
             return
         self.batches += 1
         self.images += len(batch)
+        IMAGES_EMBEDDED.inc(len(batch))
+        BATCH_SIZE.observe(len(batch))
         for job, vector in zip(batch, vectors, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, vector)
 
