@@ -31,7 +31,7 @@ def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
 def new_image(position: int, vector: np.ndarray) -> NewImage:
     return NewImage(
         id=uuid.uuid4(), position=position, filename=f"{position}.jpg", url=None, byte_size=1000,
-        width=10, height=10, format="JPEG", sha256=f"{position:064x}", phash=position, vector=vector,
+        width=10, height=10, format="JPEG", sha256=f"{position:064x}", phash=position, thumbnail=None, vector=vector,
     )
 
 
@@ -109,3 +109,14 @@ async def test_real_pinecone_end_to_end(settings: Settings) -> None:
         assert [len(image["duplicates"]) for image in images] == [1, 1]
         async with http.delete(f"{base_url}/requests/{request_id}") as resp:
             assert resp.status == 204
+
+
+async def test_review_features_that_need_sql_say_so(settings: Settings) -> None:
+    async with fake_pinecone(dimension=1280) as (index, url):
+        store = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
+        async with serving(msgspec.structs.replace(settings, store=store)) as base_url, aiohttp.ClientSession() as http:
+            async with http.get(f"{base_url}/groups") as resp:
+                assert (resp.status, (await resp.json())["error"]["code"]) == (501, "not_supported")
+            ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+            async with http.post(f"{base_url}/not-duplicates", json={"image_ids": ids}) as resp:
+                assert resp.status == 501

@@ -19,6 +19,7 @@ from dupdetect import __version__
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
 from dupdetect.api.images import ImagesController
+from dupdetect.api.review import ReviewController
 from dupdetect.observability import request_ids
 from dupdetect.runtime import Runtime, running
 from dupdetect.settings import Settings
@@ -50,7 +51,7 @@ class DupdetectPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         prometheus = PrometheusConfig(app_name="dupdetect", prefix="dupdetect_http", group_path=True)
-        app_config.route_handlers.extend([HealthController, ImagesController, PrometheusController])
+        app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, PrometheusController])
         app_config.middleware[:0] = [request_ids, prometheus.middleware]
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)

@@ -45,6 +45,8 @@ class DecodedImage:
     """uint8, (size, size, 3): the whole image resized to the model input, no crop."""
     phash: int
     """64-bit perceptual hash of the oriented, flattened image (the near-exact tier)."""
+    thumbnail: bytes | None
+    """A small JPEG of the whole image, for review pages."""
     format: str
     """Detected from the bytes: JPEG, PNG, WEBP, GIF, BMP, TIFF, HEIF, AVIF."""
     width: int
@@ -89,7 +91,17 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(data: bytes, *, size: int, max_pixels: int) -> DecodedImage:
+def _thumbnail(rgb: Image.Image, side: int) -> bytes | None:
+    if side == 0:
+        return None
+    small = rgb.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def decode(data: bytes, *, size: int, max_pixels: int, thumbnail: int = 0) -> DecodedImage:
     """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a thread."""
     if not data:
         raise DecodeError("empty_image", "the image is empty (0 bytes)")
@@ -133,6 +145,7 @@ def decode(data: bytes, *, size: int, max_pixels: int) -> DecodedImage:
         byte_size=len(data),
         pixels=np.asarray(resized),
         phash=phash(rgb),
+        thumbnail=_thumbnail(rgb, thumbnail),
         format=kind,
         width=width,
         height=height,

@@ -79,3 +79,22 @@ async def for_request(
     )
     by_id = {image.id: matches for (image, _), matches in zip(comparable, found, strict=True)}
     return [(image, by_id.get(image.id, [])) for image, _ in stored]
+
+
+def connected_groups(pairs: list[tuple[uuid.UUID, uuid.UUID]]) -> list[list[uuid.UUID]]:
+    """Images linked by duplicate pairs, directly or through others; largest group first."""
+    parent: dict[uuid.UUID, uuid.UUID] = {}
+
+    def root(node: uuid.UUID) -> uuid.UUID:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    groups: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for node in parent:
+        groups.setdefault(root(node), []).append(node)
+    return sorted(groups.values(), key=lambda group: (-len(group), min(group)))

@@ -62,6 +62,7 @@ async def _prepare(item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher) ->
         format=image.format,
         sha256=image.sha256,
         phash=image.phash,
+        thumbnail=image.thumbnail,
         vector=embedded.vector,
     )
 

@@ -67,6 +67,8 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_wait_ms: Annotated[float, Meta(ge=0.0)] = 10.0
     queue_size: Positive = 512
     decode_workers: Positive = 2
+    thumbnail_size: Annotated[int, Meta(ge=0, le=1024)] = 256
+    """Longer side of the JPEG thumbnail kept per image for review (0: keep none)."""
     threads: Annotated[int, Meta(ge=0)] = 0
     """Torch intra-op threads; 0 means one per CPU core."""
     allow_model_change: bool = False

@@ -11,6 +11,8 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 
+from dupdetect.store.base import Unsupported
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +66,10 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
+def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[ErrorResponse]:
+    return error_response(501, "not_supported", str(exc))
+
+
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     if isinstance(exc, ValidationException):
         return error_response(400, "invalid_request", exc.detail, exc.extra or None)
@@ -80,6 +86,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    Unsupported: handle_unsupported,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

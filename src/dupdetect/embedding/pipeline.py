@@ -30,6 +30,7 @@ class EmbeddingPipeline:
             self.embedder, batch_size=model.batch_size, batch_wait_ms=model.batch_wait_ms, queue_size=model.queue_size
         )
         self._max_pixels = settings.limits.max_pixels
+        self._thumbnail = model.thumbnail_size
         self._decoders = ThreadPoolExecutor(model.decode_workers, thread_name_prefix="dupdetect-decode")
 
     @property
@@ -52,7 +53,9 @@ class EmbeddingPipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._decoders,
-            lambda: decode(data, size=self.embedder.image_size, max_pixels=self._max_pixels),
+            lambda: decode(
+                data, size=self.embedder.image_size, max_pixels=self._max_pixels, thumbnail=self._thumbnail
+            ),
         )
 
     async def embed(self, data: bytes) -> EmbeddedImage:

@@ -29,6 +29,7 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     format: str
     sha256: str
     phash: int
+    thumbnail: bytes | None
     vector: np.ndarray
 
 
@@ -88,6 +89,10 @@ class RequestNotFound(LookupError):
     pass
 
 
+class Unsupported(NotImplementedError):
+    """The configured store cannot do this (e.g. Pinecone has no groups)."""
+
+
 class ModelMismatch(RuntimeError):
     """Stored vectors come from another descriptor; the message says what to do."""
 
@@ -127,6 +132,17 @@ class VectorStore(Protocol):
 
     async def delete_request(self, request_id: uuid.UUID) -> bool:
         """True if it existed; its images and their recorded pairs go with it."""
+
+    async def thumbnail(self, image_id: uuid.UUID) -> bytes | None: ...
+
+    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        """Record a person's decision; later searches and groups leave the pair out.
+        False if either image does not exist. May raise Unsupported."""
+
+    async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """Every recorded duplicate pair, once. May raise Unsupported."""
+
+    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]: ...
 
     async def ping(self) -> None:
         """Raise if the store cannot answer."""

@@ -109,6 +109,7 @@ class PgVectorStore:
         """``before`` = (request, position): only images stored before that one count."""
         request_id, position = before if before is not None else (None, 0)
         limit = rules.limit
+        rejected = await self._rejected(conn, query.exclude)
         exact = await conn.fetch(
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.sha256 = $1 AND i.id IS DISTINCT FROM $2"
             " AND (i.request_id IS DISTINCT FROM $3 OR i.position < $4) ORDER BY i.created_at LIMIT $5",
@@ -125,10 +126,45 @@ class PgVectorStore:
             )
         return merge(
             query.phash,
-            [_image(row) for row in exact],
-            [(_image(row), float(row["similarity"])) for row in candidates],
+            [_image(row) for row in exact if row["id"] not in rejected],
+            [(_image(row), float(row["similarity"])) for row in candidates if row["id"] not in rejected],
             rules,
         )
+
+    async def _rejected(self, conn: asyncpg.Connection, image_id: uuid.UUID | None) -> set[uuid.UUID]:
+        """Images a person said are not duplicates of ``image_id``."""
+        if image_id is None:
+            return set()
+        rows = await conn.fetch(
+            "SELECT image_b AS other FROM not_duplicates WHERE image_a = $1"
+            " UNION ALL SELECT image_a FROM not_duplicates WHERE image_b = $1",
+            image_id,
+        )
+        return {row["other"] for row in rows}
+
+    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        first, second = sorted((a, b))
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT count(*) FROM images WHERE id = ANY($1::uuid[])", [first, second]) < 2:
+                return False
+            await conn.execute(
+                "INSERT INTO not_duplicates (image_a, image_b) VALUES ($1, $2) ON CONFLICT DO NOTHING", first, second
+            )
+            await conn.execute(
+                "DELETE FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1))", first, second
+            )
+        return True
+
+    async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        rows = await self.pool.fetch("SELECT image_id, duplicate_id FROM duplicates")
+        return [(row["image_id"], row["duplicate_id"]) for row in rows]
+
+    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
+        rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = ANY($1::uuid[])", ids)
+        return [_image(row) for row in rows]
+
+    async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
+        return await self.pool.fetchval("SELECT thumbnail FROM images WHERE id = $1", image_id)
 
     async def add_request(
         self,
@@ -147,10 +183,10 @@ class PgVectorStore:
             await conn.copy_records_to_table(
                 "images",
                 columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                         "format", "sha256", "phash", "model", "embedding"],
+                         "format", "sha256", "phash", "thumbnail", "model", "embedding"],
                 records=[
                     (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
-                     img.height, img.format, img.sha256, img.phash, model, img.vector)
+                     img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector)
                     for img in images
                 ],
             )

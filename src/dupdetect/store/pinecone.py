@@ -42,6 +42,7 @@ from dupdetect.store.base import (
     SearchQuery,
     StoredImage,
     Thresholds,
+    Unsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,20 @@ class PineconeStore:
 
     async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
         return list(await asyncio.gather(*(self._candidates(query, model=model, rules=rules) for query in queries)))
+
+    async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
+        """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
+        return None
+
+    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        raise Unsupported("not-a-duplicate decisions need the pgvector store")
+
+    async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        raise Unsupported("duplicate groups need the pgvector store (Pinecone records no pairs)")
+
+    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
+        found = await asyncio.gather(*(self._find(image_id) for image_id in ids))
+        return [image for image in found if image is not None]
 
     async def _find(self, image_id: uuid.UUID) -> StoredImage | None:
         hits = await self._query(self._probe, 1, {"image_id": {"$eq": str(image_id)}})

@@ -1,0 +1,96 @@
+"""Handlers behind the review page: thumbnails, duplicate groups, "not a duplicate" decisions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, MediaType, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.duplicates import connected_groups
+from dupdetect.runtime import Runtime
+from dupdetect.store.base import StoredImage
+
+NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
+
+
+class Group(msgspec.Struct, kw_only=True):
+    size: int
+    """All images in the group; ``images`` holds at most ``max_size`` of them."""
+    images: list[StoredImage]
+
+
+class GroupsPage(msgspec.Struct, kw_only=True):
+    groups: list[Group]
+    page: int
+    page_size: int
+    total: int
+    """Groups in all pages."""
+
+
+class NotDuplicate(msgspec.Struct, kw_only=True):
+    image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=2, max_length=2)]
+
+
+class ReviewController(Controller):
+    tags = ["review"]
+
+    @get(
+        "/images/{image_id:uuid}/thumbnail",
+        summary="A small JPEG of the image",
+        media_type="image/jpeg",
+        responses=error_responses((404, "No such image, or no thumbnail kept for it")),
+    )
+    async def thumbnail(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> Response[bytes]:
+        data = await runtime.store.thumbnail(image_id)
+        if data is None:
+            raise ApiError(404, "thumbnail_not_found", f"no thumbnail for image {image_id}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+    @get(
+        "/groups",
+        summary="Groups of duplicates across the collection, largest first",
+        responses=error_responses((400, "Malformed parameter"), NOT_SUPPORTED),
+    )
+    async def groups(
+        self,
+        runtime: NamedDependency[Runtime],
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
+    ) -> GroupsPage:
+        groups = connected_groups(await runtime.store.recorded_pairs())
+        shown = groups[(page - 1) * page_size : page * page_size]
+        images = {
+            image.id: image
+            for image in await runtime.store.get_images([i for group in shown for i in group[:max_size]])
+        }
+        return GroupsPage(
+            groups=[
+                Group(size=len(group), images=sorted((images[i] for i in group[:max_size] if i in images),
+                                                     key=lambda image: image.created_at))
+                for group in shown
+            ],
+            page=page,
+            page_size=page_size,
+            total=len(groups),
+        )
+
+    @post(
+        "/not-duplicates",
+        summary="Mark two images as not duplicates; searches and groups leave the pair out",
+        status_code=201,
+        responses=error_responses((400, "Not two different image ids"), (404, "No such image"), NOT_SUPPORTED),
+        media_type=MediaType.JSON,
+    )
+    async def not_duplicate(self, data: JSONBody[NotDuplicate], runtime: NamedDependency[Runtime]) -> NotDuplicate:
+        a, b = data.image_ids
+        if a == b:
+            raise ApiError(400, "same_image", "an image is always a duplicate of itself")
+        if not await runtime.store.mark_not_duplicate(a, b):
+            raise ApiError(404, "image_not_found", "one of the images does not exist")
+        return data

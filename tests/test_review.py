@@ -1,0 +1,61 @@
+"""Review features over real HTTP: thumbnails, "not a duplicate" decisions, duplicate groups."""
+
+from __future__ import annotations
+
+import io
+
+import aiohttp
+from PIL import Image
+
+from tests.photos import edited_copy, jpeg
+
+
+async def upload(http: aiohttp.ClientSession, base_url: str, *files: tuple[str, bytes]) -> dict:
+    data = aiohttp.FormData()
+    for name, payload in files:
+        data.add_field("files", payload, filename=name)
+    async with http.post(f"{base_url}/images", data=data) as resp:
+        assert resp.status == 201
+        return await resp.json()
+
+
+async def test_thumbnails_are_kept_and_served(base_url: str, http: aiohttp.ClientSession) -> None:
+    body = await upload(http, base_url, ("cat.jpg", jpeg("chelsea")))
+    async with http.get(f"{base_url}/images/{body['items'][0]['image_id']}/thumbnail") as resp:
+        assert resp.status == 200 and resp.content_type == "image/jpeg"
+        thumb = Image.open(io.BytesIO(await resp.read()))
+    assert max(thumb.size) == 256 and thumb.size[0] > thumb.size[1]  # whole photo, aspect kept
+
+
+async def test_not_a_duplicate_is_honoured_by_later_searches_and_groups(base_url: str, http: aiohttp.ClientSession) -> None:
+    first = await upload(http, base_url, ("a.jpg", jpeg("rocket")))
+    second = await upload(http, base_url, ("b.jpg", edited_copy("rocket")), ("c.jpg", jpeg("coffee")), ("d.jpg", jpeg("coffee", 60)))
+    a, b = first["items"][0]["image_id"], second["items"][0]["image_id"]
+    async with http.get(f"{base_url}/groups") as resp:
+        groups = await resp.json()
+    assert groups["total"] == 2 and [g["size"] for g in groups["groups"]] == [2, 2]
+
+    async with http.post(f"{base_url}/not-duplicates", json={"image_ids": [b, a]}) as resp:
+        assert resp.status == 201
+    for query in ("", "?threshold=0.5"):  # recorded pairs and live searches
+        async with http.get(f"{base_url}/duplicates/{first['request_id']}{query}") as resp:
+            assert (await resp.json())["images"][0]["duplicates"] == []
+    async with http.get(f"{base_url}/groups") as resp:
+        groups = await resp.json()
+    assert groups["total"] == 1
+    assert {i["filename"] for i in groups["groups"][0]["images"]} == {"c.jpg", "d.jpg"}
+
+
+async def test_bad_decisions_are_refused(base_url: str, http: aiohttp.ClientSession) -> None:
+    body = await upload(http, base_url, ("a.jpg", jpeg("rocket")))
+    image = body["items"][0]["image_id"]
+    cases = [
+        ({"image_ids": [image, image]}, 400, "same_image"),
+        ({"image_ids": [image, "7c9e6679-7425-40de-944b-e07fc1f90ae7"]}, 404, "image_not_found"),
+        ({"image_ids": [image]}, 400, "invalid_request"),
+    ]
+    for payload, status, code in cases:
+        async with http.post(f"{base_url}/not-duplicates", json=payload) as resp:
+            assert (resp.status, (await resp.json())["error"]["code"]) == (status, code)
+    async with http.get(f"{base_url}/groups?page_size=0") as resp:
+        assert resp.status == 400
