@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from importlib import resources
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
+from litestar.response import Redirect
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -16,6 +18,8 @@ from dupdetect.runtime import Runtime
 from dupdetect.store.base import StoredImage
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
+PAGE = (resources.files("dupdetect") / "ui" / "index.html").read_text(encoding="utf-8")
+"""The review page: one static file over this JSON API, no front-end build."""
 
 
 class Group(msgspec.Struct, kw_only=True):
@@ -38,6 +42,14 @@ class NotDuplicate(msgspec.Struct, kw_only=True):
 
 class ReviewController(Controller):
     tags = ["review"]
+
+    @get("/", include_in_schema=False)
+    async def home(self) -> Redirect:
+        return Redirect("/ui")
+
+    @get("/ui", media_type=MediaType.HTML, include_in_schema=False)
+    async def page(self) -> str:
+        return PAGE
 
     @get(
         "/images/{image_id:uuid}/thumbnail",
