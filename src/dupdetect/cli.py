@@ -1,4 +1,4 @@
-"""``dupdetect`` command line: serve, migrate, reembed, weights."""
+"""``dupdetect`` command line: serve, migrate, ingest, scan, reembed, weights."""
 
 from __future__ import annotations
 
@@ -111,6 +111,72 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from dupdetect.folders import http_client, ingest_folder, local_client
+    from dupdetect.runtime import running
+
+    async def run() -> int:
+        if args.url:
+            async with aiohttp.ClientSession() as session:
+                send, known = http_client(args.url.rstrip("/"), session)
+                report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+        else:
+            async with running(settings) as runtime:
+                send, known = local_client(runtime)
+                report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+        print(
+            f"dupdetect: {report.added} added ({report.duplicates} duplicate pairs found), "
+            f"{report.skipped} already stored, {len(report.failed)} failed"
+        )
+        for line in report.failed:
+            print(f"  failed: {line}")
+        return 1 if report.failed else 0
+
+    return asyncio.run(run())
+
+
+def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
+    from dupdetect.duplicates import connected_groups
+    from dupdetect.folders import ingest_folder, local_client, report_html
+    from dupdetect.runtime import running
+
+    async def run(data_dir: Path) -> int:
+        # A throw-away embedded database: scanning a folder never touches the service's data.
+        scratch = msgspec.structs.replace(
+            settings,
+            database=msgspec.structs.replace(settings.database, database_url=None, data_dir=data_dir),
+            store=msgspec.structs.replace(settings.store, store="pgvector"),
+        )
+        async with running(scratch) as runtime:
+            send, known = local_client(runtime)
+            report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+            groups = connected_groups(await runtime.store.recorded_pairs())
+            images = {i.id: i for i in await runtime.store.get_images([m for g in groups for m in g])}
+            rendered = []
+            for group in groups:
+                members = sorted((images[m] for m in group), key=lambda image: image.filename or "")
+                rendered.append([
+                    (m.filename or "", f"{m.width}×{m.height} {m.format}, {m.byte_size:,} bytes",
+                     await runtime.store.thumbnail(m.id))
+                    for m in members
+                ])
+        args.report.write_text(report_html(args.folder, rendered), encoding="utf-8")
+        print(
+            f"dupdetect: {report.added + report.skipped} images, {len(groups)} duplicate groups, "
+            f"{len(report.failed)} failed; report: {args.report}"
+        )
+        for line in report.failed:
+            print(f"  failed: {line}")
+        return 1 if report.failed else 0
+
+    with tempfile.TemporaryDirectory(prefix="dupdetect-scan-") as tmp:
+        return asyncio.run(run(Path(tmp)))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dupdetect", description="Duplicate image detection service.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +195,18 @@ def _parser() -> argparse.ArgumentParser:
     re.add_argument("--fetch-urls", action="store_true", help="fetch URL images again")
     re.add_argument("--delete-missing", action="store_true", help="delete images whose original is not found")
     re.set_defaults(run=_reembed)
+
+    ing = commands.add_parser("ingest", help="add every image under a folder (skips those already stored)")
+    ing.add_argument("folder", type=Path)
+    ing.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
+    ing.add_argument("--batch", type=int, default=32, help="images per request")
+    ing.set_defaults(run=_ingest)
+
+    scan = commands.add_parser("scan", help="find duplicates in a folder and write an HTML report")
+    scan.add_argument("folder", type=Path)
+    scan.add_argument("--report", type=Path, default=Path("dupdetect-report.html"))
+    scan.add_argument("--batch", type=int, default=32, help="images per batch")
+    scan.set_defaults(run=_scan)
 
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)

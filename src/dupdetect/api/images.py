@@ -6,9 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+import msgspec
+
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect import duplicates
 from dupdetect.api.errors import ApiError, error_responses
@@ -28,6 +30,11 @@ from dupdetect.ingest import NoValidImages, Outcome, ingest
 from dupdetect.intake import IntakeError, read_items
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import RequestNotFound, StoredImage
+
+class KnownHashes(msgspec.Struct, kw_only=True):
+    sha256: Annotated[list[str], msgspec.Meta(max_length=1000)]
+    """Hex SHA-256s of files; the answer lists those already stored."""
+
 
 Threshold = Annotated[
     float | None,
@@ -92,6 +99,16 @@ class ImagesController(Controller):
         return IngestResponse(
             request_id=result.request_id, added=result.added, items=[_item(o) for o in result.outcomes]
         )
+
+    @post(
+        "/images/known",
+        summary="Which of these SHA-256s are already stored (for resumable uploads)",
+        status_code=200,
+        responses=error_responses((400, "Malformed body")),
+    )
+    async def known(self, data: JSONBody[KnownHashes], runtime: NamedDependency[Runtime]) -> KnownHashes:
+        wanted = [h.lower() for h in data.sha256]
+        return KnownHashes(sha256=sorted(await runtime.store.known_sha256(wanted)))
 
     @get(
         "/duplicates/{request_id:uuid}",

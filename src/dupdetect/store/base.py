@@ -135,6 +135,9 @@ class VectorStore(Protocol):
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None: ...
 
+    async def known_sha256(self, hashes: list[str]) -> set[str]:
+        """Which of these SHA-256s are stored (resumable folder ingests)."""
+
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         """Record a person's decision; later searches and groups leave the pair out.
         False if either image does not exist. May raise Unsupported."""

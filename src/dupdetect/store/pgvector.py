@@ -163,6 +163,10 @@ class PgVectorStore:
         rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = ANY($1::uuid[])", ids)
         return [_image(row) for row in rows]
 
+    async def known_sha256(self, hashes: list[str]) -> set[str]:
+        rows = await self.pool.fetch("SELECT DISTINCT sha256 FROM images WHERE sha256 = ANY($1::text[])", hashes)
+        return {row["sha256"] for row in rows}
+
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
         return await self.pool.fetchval("SELECT thumbnail FROM images WHERE id = $1", image_id)
 

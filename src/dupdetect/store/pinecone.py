@@ -297,6 +297,10 @@ class PineconeStore:
         """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
         return None
 
+    async def known_sha256(self, hashes: list[str]) -> set[str]:
+        found = await self._query(self._probe, min(10_000, 10 * len(hashes) + 1), {"sha256": {"$in": hashes}})
+        return {image.sha256 for image, _ in found}
+
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         raise Unsupported("not-a-duplicate decisions need the pgvector store")
 

@@ -1,0 +1,174 @@
+"""Folders of photos: ``dupdetect ingest DIR`` (resumable, to a running service or in-process)
+and ``dupdetect scan DIR --report report.html`` (duplicate groups as an offline page)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from dupdetect.decode import sniff_format
+from dupdetect.duplicates import thresholds
+from dupdetect.ingest import NoValidImages, ingest
+from dupdetect.intake import Item
+from dupdetect.runtime import Runtime
+
+
+def image_files(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder`` whose first bytes say it is an image we read, in a stable order."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            with path.open("rb") as handle:
+                if sniff_format(handle.read(32)) is not None:
+                    yield path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Progress:
+    """One line on stderr, rewritten in place: done/total, skipped, failed, rate."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
+
+    def advance(self, count: int, report: IngestReport) -> None:
+        self.done += count
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+            f"  added {report.added}  skipped {report.skipped}  failed {len(report.failed)}  {rate:.1f}/s"
+        )
+        sys.stderr.flush()
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    failed: list[str] = field(default_factory=list)
+    request_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+# (file name, bytes) pairs in; the service's POST /images answer out.
+Sender = Callable[[list[tuple[str, bytes]]], Awaitable[dict]]
+Lookup = Callable[[list[str]], Awaitable[set[str]]]
+
+
+async def ingest_folder(folder: Path, *, send: Sender, known: Lookup, batch: int) -> IngestReport:
+    """Send every image under ``folder`` not stored yet (by SHA-256), ``batch`` files a request."""
+    files = list(image_files(folder))
+    report = IngestReport()
+    progress = Progress(len(files), "ingest")
+    for start in range(0, len(files), batch):
+        chunk = files[start : start + batch]
+        hashes = [sha256_of(path) for path in chunk]
+        stored = await known(hashes)
+        todo = [(path, digest) for path, digest in zip(chunk, hashes, strict=True) if digest not in stored]
+        report.skipped += len(chunk) - len(todo)
+        if todo:
+            answer = await send([(str(path.relative_to(folder)), path.read_bytes()) for path, _ in todo])
+            for item in answer.get("items", []):
+                name = str(todo[item["index"]][0].relative_to(folder))
+                if "error" in item:
+                    report.failed.append(f"{name}: {item['error']['message']}")
+                else:
+                    report.added += 1
+                    report.duplicates += item.get("duplicates", 0)
+            if "request_id" in answer:
+                report.request_ids.append(uuid.UUID(answer["request_id"]))
+            elif "error" in answer and not answer["error"].get("details"):
+                report.failed += [f"{path.relative_to(folder)}: {answer['error']['message']}" for path, _ in todo]
+        progress.advance(len(chunk), report)
+    return report
+
+
+def http_client(base_url: str, session: aiohttp.ClientSession) -> tuple[Sender, Lookup]:
+    """Talk to a running ``dupdetect serve``."""
+
+    async def send(files: list[tuple[str, bytes]]) -> dict:
+        form = aiohttp.FormData()
+        for name, payload in files:
+            form.add_field("files", payload, filename=name)
+        async with session.post(f"{base_url}/images", data=form) as response:
+            return await response.json()
+
+    async def known(hashes: list[str]) -> set[str]:
+        async with session.post(f"{base_url}/images/known", json={"sha256": hashes}) as response:
+            response.raise_for_status()
+            return set((await response.json())["sha256"])
+
+    return send, known
+
+
+def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
+    """The same ingest, in this process (no server needed)."""
+
+    async def send(files: list[tuple[str, bytes]]) -> dict:
+        items = [Item(index=i, filename=name, data=payload) for i, (name, payload) in enumerate(files)]
+        try:
+            result = await ingest(
+                items,
+                pipeline=runtime.pipeline,
+                store=runtime.store,
+                fetcher=runtime.fetcher,
+                rules=thresholds(runtime.settings.duplicates),
+            )
+        except NoValidImages as exc:
+            outcomes, request_id = exc.outcomes, None
+        else:
+            outcomes, request_id = result.outcomes, result.request_id
+        answer: dict = {"items": [
+            {"index": o.index, "error": {"message": o.error.message}} if o.error
+            else {"index": o.index, "image_id": str(o.image_id), "duplicates": len(o.duplicates)}
+            for o in outcomes
+        ]}
+        if request_id is not None:
+            answer["request_id"] = str(request_id)
+        return answer
+
+    async def known(hashes: list[str]) -> set[str]:
+        return await runtime.store.known_sha256(hashes)
+
+    return send, known
+
+
+def report_html(folder: Path, groups: list[list[tuple[str, str, bytes | None]]]) -> str:
+    """An offline page: each group's images as embedded thumbnails with their names and kinds."""
+    blocks = []
+    for number, group in enumerate(groups, 1):
+        figures = "".join(
+            "<figure>"
+            + (f'<img src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}" alt="">' if thumb else "")
+            + f"<figcaption>{html.escape(name)}<br><small>{html.escape(detail)}</small></figcaption></figure>"
+            for name, detail, thumb in group
+        )
+        blocks.append(f"<section><h2>Group {number}: {len(group)} images</h2><div>{figures}</div></section>")
+    body = "".join(blocks) or "<p>No duplicates found.</p>"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>dupdetect scan</title><style>"
+        "body{font:14px system-ui,sans-serif;margin:24px;background:#f5f6f8}"
+        "section{background:#fff;border-radius:8px;padding:12px;margin:12px 0}"
+        "section div{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:180px}"
+        "img{width:180px;height:135px;object-fit:contain;background:#e9ecf2}"
+        "figcaption{word-break:break-all;font-size:12px}</style></head><body>"
+        f"<h1>Duplicates in {html.escape(str(folder))}</h1><p>{len(groups)} groups</p>{body}</body></html>"
+    )

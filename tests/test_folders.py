@@ -1,0 +1,69 @@
+"""`dupdetect ingest DIR` and `dupdetect scan DIR --report` as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.photos import edited_copy, encode, jpeg, photo, truncated_jpeg
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    (root / "trip").mkdir(parents=True)
+    (root / "chelsea.jpg").write_bytes(jpeg("chelsea"))
+    (root / "trip" / "chelsea-small.jpg").write_bytes(edited_copy("chelsea"))
+    (root / "trip" / "coffee.png").write_bytes(encode(photo("coffee"), "PNG"))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+async def dupdetect(*args: str, data_dir: Path) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
+    env.update(DUPDETECT_MODEL="efficientnet_lite0", DUPDETECT_DATA_DIR=str(data_dir))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dupdetect.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_scan_writes_an_offline_report_of_groups(folder: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    code, out = await dupdetect("scan", str(folder), "--report", str(report), data_dir=tmp_path / "data")
+    assert code == 0, out
+    assert "3 images, 1 duplicate groups, 0 failed" in out
+    page = report.read_text()
+    assert "Group 1: 2 images" in page and "chelsea.jpg" in page and "trip/chelsea-small.jpg" in page
+    assert "coffee.png" not in page and "data:image/jpeg;base64," in page
+    assert not (tmp_path / "data").exists()  # the service's data is never touched
+
+
+async def test_scan_fails_loudly_on_unreadable_images(folder: Path, tmp_path: Path) -> None:
+    (folder / "broken.jpg").write_bytes(truncated_jpeg())
+    code, out = await dupdetect("scan", str(folder), "--report", str(tmp_path / "r.html"), data_dir=tmp_path)
+    assert code == 1
+    assert "failed: broken.jpg: the JPEG data is truncated or corrupt" in out
+
+
+async def test_ingest_is_resumable_in_process(folder: Path, tmp_path: Path) -> None:
+    code, out = await dupdetect("ingest", str(folder), data_dir=tmp_path / "data")
+    assert code == 0, out
+    assert "3 added (1 duplicate pairs found), 0 already stored, 0 failed" in out
+    (folder / "trip" / "rocket.jpg").write_bytes(jpeg("rocket"))
+    code, out = await dupdetect("ingest", str(folder), data_dir=tmp_path / "data")
+    assert "1 added (0 duplicate pairs found), 3 already stored, 0 failed" in out
+
+
+async def test_ingest_to_a_running_service(folder: Path, base_url: str, tmp_path: Path) -> None:
+    code, out = await dupdetect("ingest", str(folder), "--url", base_url, "--batch", "2", data_dir=tmp_path)
+    assert code == 0, out
+    assert "3 added (1 duplicate pairs found)" in out and "ingest [" in out  # with a progress bar
+    code, out = await dupdetect("ingest", str(folder), "--url", base_url, data_dir=tmp_path)
+    assert "0 added (0 duplicate pairs found), 3 already stored" in out
