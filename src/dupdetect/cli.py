@@ -76,6 +76,14 @@ def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(line: str, label: str, problems: list[str]) -> int:
+    """Print what a folder command did and what went wrong; exit code 1 if anything did."""
+    print(f"dupdetect: {line}")
+    for problem in problems:
+        print(f"  {label}: {problem}")
+    return 1 if problems else 0
+
+
 def _reembed(settings: Settings, args: argparse.Namespace) -> int:
     from dupdetect.duplicates import thresholds
     from dupdetect.reembed import reembed
@@ -100,13 +108,12 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
                 rules=thresholds(settings.duplicates),
                 delete_missing=args.delete_missing,
             )
-            print(
-                f"dupdetect: re-embedded {report.reembedded} images with {runtime.pipeline.model_name}, "
-                f"deleted {report.deleted}, {len(report.missing)} originals not found"
+            return _summary(
+                f"re-embedded {report.reembedded} images with {runtime.pipeline.model_name}, "
+                f"deleted {report.deleted}, {len(report.missing)} originals not found",
+                "missing",
+                report.missing,
             )
-            for line in report.missing:
-                print(f"  missing: {line}")
-            return 1 if report.missing else 0
 
     return asyncio.run(run())
 
@@ -126,13 +133,12 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             async with running(settings) as runtime:
                 send, known = local_client(runtime)
                 report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
-        print(
-            f"dupdetect: {report.added} added ({report.duplicates} duplicate pairs found), "
-            f"{report.skipped} already stored, {len(report.failed)} failed"
+        return _summary(
+            f"{report.added} added ({report.duplicates} duplicate pairs found), "
+            f"{report.skipped} already stored, {len(report.failed)} failed",
+            "failed",
+            report.failed,
         )
-        for line in report.failed:
-            print(f"  failed: {line}")
-        return 1 if report.failed else 0
 
     return asyncio.run(run())
 
@@ -165,13 +171,12 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
                     for m in members
                 ])
         args.report.write_text(report_html(args.folder, rendered), encoding="utf-8")
-        print(
-            f"dupdetect: {report.added + report.skipped} images, {len(groups)} duplicate groups, "
-            f"{len(report.failed)} failed; report: {args.report}"
+        return _summary(
+            f"{report.added + report.skipped} images, {len(groups)} duplicate groups, "
+            f"{len(report.failed)} failed; report: {args.report}",
+            "failed",
+            report.failed,
         )
-        for line in report.failed:
-            print(f"  failed: {line}")
-        return 1 if report.failed else 0
 
     with tempfile.TemporaryDirectory(prefix="dupdetect-scan-") as tmp:
         return asyncio.run(run(Path(tmp)))
