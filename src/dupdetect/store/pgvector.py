@@ -109,7 +109,8 @@ class PgVectorStore:
         """``before`` = (request, position): only images stored before that one count."""
         request_id, position = before if before is not None else (None, 0)
         limit = rules.limit
-        rejected = await self._rejected(conn, query.exclude)
+        # A new image (``before`` set: ingest) cannot have decisions yet.
+        rejected = await self._rejected(conn, query.exclude) if before is None else set()
         exact = await conn.fetch(
             f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.sha256 = $1 AND i.id IS DISTINCT FROM $2"
             " AND (i.request_id IS DISTINCT FROM $3 OR i.position < $4) ORDER BY i.created_at LIMIT $5",
