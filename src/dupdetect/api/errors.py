@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -53,8 +54,6 @@ def error_responses(*documented: tuple[int, str]) -> dict[int, ResponseSpec]:
 
 
 def _code_for(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
