@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.embed import nature_photos, skimage_photos, table  # noqa: E402
 from bench.transforms import EDITS, Edit  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.duplicates import thresholds  # noqa: E402
+from dupdetect.duplicates import Rules, classify  # noqa: E402
 from dupdetect.embedding import weights  # noqa: E402
 from dupdetect.embedding.backbones import BACKBONES  # noqa: E402
 from dupdetect.embedding.pipeline import EmbeddingPipeline  # noqa: E402
@@ -39,7 +39,7 @@ from dupdetect.intake import Item  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.perceptual import hamming  # noqa: E402
 from dupdetect.settings import DatabaseSettings, ModelSettings, Settings  # noqa: E402
-from dupdetect.store.base import SearchQuery  # noqa: E402
+from dupdetect.store.base import Query  # noqa: E402
 from dupdetect.store.pgvector import PgVectorStore  # noqa: E402
 
 DIFFICULTIES = ("mild", "moderate", "hard")
@@ -92,9 +92,9 @@ async def ours(settings: Settings, photos: list[bytes], dataset: list[Copy], wor
     pipeline.start()
     try:
         await asyncio.to_thread(upgrade, server.dsn)
-        pool = await create_pool(server.dsn, settings.database)
-        store = PgVectorStore(pool, dims=pipeline.dims, ef_search=settings.duplicates.ef_search)
-        rules = thresholds(settings.duplicates, limit=len(photos))
+        pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
+        store = PgVectorStore(pool, dims=pipeline.dims)
+        rules = Rules.from_settings(settings.duplicates, top_k=len(photos))
         result = await ingest(
             [Item(index=i, filename=f"original-{i}", data=p) for i, p in enumerate(photos)],
             pipeline=pipeline, store=store, fetcher=None, rules=rules,  # type: ignore[arg-type]
@@ -105,11 +105,9 @@ async def ours(settings: Settings, photos: list[bytes], dataset: list[Copy], wor
         vectors = np.stack([v for _, v in stored])
         hashes = [img.phash for img, _ in stored]
         embedded = await asyncio.gather(*(pipeline.embed(c.data) for c in dataset))
-        found = await store.search(
-            [SearchQuery(vector=e.vector, sha256=e.image.sha256, phash=e.image.phash) for e in embedded],
-            model=pipeline.model_name,
-            rules=rules,
-        )
+        queries = [Query(vector=e.vector, sha256=e.image.sha256, phash=e.image.phash) for e in embedded]
+        search = await store.candidates(queries, model=pipeline.model_name, k=rules.neighbours)
+        found = [classify(q, c, rules) for q, c in zip(queries, search.found, strict=True)]
         await pool.close()
     finally:
         pipeline.stop()

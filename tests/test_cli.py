@@ -3,33 +3,14 @@ the embedded PostgreSQL, SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
 from dupdetect import migrate
-
-DUPDETECT = [sys.executable, "-m", "dupdetect.cli"]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
-    env["DUPDETECT_MODEL"] = "efficientnet_lite0"
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.processes import DUPDETECT, cli_env, free_port, start_serve, wait_ready
 
 
 def _postgres_running(data_dir: Path) -> bool:
@@ -41,26 +22,10 @@ def _postgres_running(data_dir: Path) -> bool:
 
 
 def test_serve_answers_ready_with_embedded_database_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [*DUPDETECT, "serve", "--port", str(port)],
-        env=_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_PORT="1"),  # the flag wins
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    port = free_port()
+    proc = start_serve(cli_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_PORT="1"), port)  # the flag wins
     try:
-        deadline = started + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "not ready within 60 s"
-                time.sleep(0.1)
+        wait_ready(proc, port, timeout=60)
         assert _postgres_running(tmp_path)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
@@ -77,7 +42,7 @@ def test_serve_answers_ready_with_embedded_database_and_stops_on_sigterm(tmp_pat
 def test_bad_setting_stops_start_with_its_name(tmp_path: Path) -> None:
     result = subprocess.run(
         [*DUPDETECT, "serve"],
-        env=_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_MAX_IMAGE_BYTES="ten megabytes"),
+        env=cli_env(DUPDETECT_DATA_DIR=str(tmp_path), DUPDETECT_MAX_IMAGE_BYTES="ten megabytes"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -87,7 +52,7 @@ def test_bad_setting_stops_start_with_its_name(tmp_path: Path) -> None:
 
 
 def test_migrate_up_and_down(tmp_path: Path) -> None:
-    env = _env(DUPDETECT_DATA_DIR=str(tmp_path))
+    env = cli_env(DUPDETECT_DATA_DIR=str(tmp_path))
     up = subprocess.run([*DUPDETECT, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stderr
     assert f"schema revision {migrate.head_revision()}" in up.stdout

@@ -1,26 +1,94 @@
-"""Concurrent uploads against pgvector: ingests are serialised in the database, so two
-requests carrying the same photo at the same moment still find each other."""
+"""Concurrent ingests on one PostgreSQL take no global lock and still find each other: in
+one service, and across two service processes. Every pair is recorded exactly once."""
+
+from __future__ import annotations
 
 import asyncio
+import itertools
+from pathlib import Path
 
 import aiohttp
+import asyncpg
 
-from tests.photos import edited_copy, jpeg
+from tests.photos import PHOTOS, edited_copy, jpeg
+from tests.processes import cli_env, free_port, start_serve, wait_ready
 
 
-async def test_simultaneous_uploads_of_one_photo_are_paired(base_url: str, http: aiohttp.ClientSession) -> None:
-    async def upload(name: str, payload: bytes) -> dict:
-        data = aiohttp.FormData()
-        data.add_field("files", payload, filename=name)
-        async with http.post(f"{base_url}/images", data=data) as resp:
-            assert resp.status == 201
-            return await resp.json()
+async def _upload(http: aiohttp.ClientSession, base_url: str, name: str, payload: bytes) -> dict:
+    data = aiohttp.FormData()
+    data.add_field("files", payload, filename=name)
+    async with http.post(f"{base_url}/images", data=data) as resp:
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
 
+
+async def _recorded_pairs(dsn: str) -> list[tuple[str, str]]:
+    """Every row of the duplicates table as (filename, filename)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.filename AS a, b.filename AS b FROM duplicates d"
+            " JOIN images a ON a.id = d.image_id JOIN images b ON b.id = d.duplicate_id"
+        )
+        assert not await conn.fetchval("SELECT count(*) FROM requests WHERE NOT settled")
+    finally:
+        await conn.close()
+    return [(row["a"], row["b"]) for row in rows]
+
+
+def _assert_each_pair_once(rows: list[tuple[str, str]], expected: set[frozenset[str]]) -> None:
+    pairs = [frozenset(row) for row in rows]
+    assert len(pairs) == len(set(pairs)), "a pair was recorded twice"
+    assert set(pairs) == expected
+
+
+async def test_simultaneous_uploads_of_one_photo_are_paired(
+    base_url: str, http: aiohttp.ClientSession, dsn: str
+) -> None:
     bodies = await asyncio.gather(
-        upload("a.jpg", jpeg("astronaut")), upload("b.jpg", jpeg("astronaut")), upload("c.jpg", edited_copy("astronaut"))
+        _upload(http, base_url, "a.jpg", jpeg("astronaut")),
+        _upload(http, base_url, "b.jpg", jpeg("astronaut")),
+        _upload(http, base_url, "c.jpg", edited_copy("astronaut")),
     )
-    # Whichever committed later found the earlier ones: every pair is recorded exactly once.
-    assert sorted(body["items"][0]["duplicates"] for body in bodies) == [0, 1, 2]
+    expected = {frozenset((f"{x}.jpg", f"{y}.jpg")) for x, y in itertools.combinations("abc", 2)}
+    _assert_each_pair_once(await _recorded_pairs(dsn), expected)
     for body in bodies:
         async with http.get(f"{base_url}/duplicates/{body['request_id']}") as resp:
             assert len((await resp.json())["images"][0]["duplicates"]) == 2
+
+
+async def test_two_service_processes_racing_on_one_database_record_every_pair_once(
+    dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Each photo is sent three times (the same bytes twice, an edited copy once), every
+    upload its own request, spread over two `dupdetect serve` processes, all at once."""
+    ports = [free_port(), free_port()]
+    procs = [
+        start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(port))), port)
+        for port in ports
+    ]
+    try:
+        for proc, port in zip(procs, ports, strict=True):
+            await asyncio.to_thread(wait_ready, proc, port)
+        uploads = [
+            (f"{name}-{variant}.jpg", payload)
+            for name in PHOTOS
+            for variant, payload in (("a", jpeg(name)), ("b", jpeg(name)), ("edit", edited_copy(name)))
+        ]
+        await asyncio.gather(
+            *(
+                _upload(http, f"http://127.0.0.1:{ports[i % 2]}", filename, payload)
+                for i, (filename, payload) in enumerate(uploads)
+            )
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    expected = {
+        frozenset((f"{name}-{x}.jpg", f"{name}-{y}.jpg"))
+        for name in PHOTOS
+        for x, y in itertools.combinations(("a", "b", "edit"), 2)
+    }
+    _assert_each_pair_once(await _recorded_pairs(dsn), expected)

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 from dupdetect.settings import Settings, StoreSettings
-from dupdetect.store.base import NewImage, Thresholds
+from dupdetect.duplicates import Rules
+from dupdetect.store.base import NewImage
 from dupdetect.store.pinecone import PineconeStore
 from tests.conftest import fake_pinecone, serving
 from tests.fake_pinecone import FakeIndex
 from tests.photos import edited_copy, jpeg
 
 
-RULES = Thresholds(near=0.9, near_exact=8, limit=10)
+RULES = Rules(near=0.9, near_exact=8, top_k=10)
 
 
 def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
@@ -52,9 +53,7 @@ async def test_a_full_request_of_2048_d_vectors_is_upserted_in_batches_under_the
     index, store = resnet_sized_index
     vectors = unit_vectors(100, 2048)
     request_id = uuid.uuid4()
-    await store.add_request(
-        request_id, 100, [new_image(i, v) for i, v in enumerate(vectors)], model="m", rules=RULES
-    )
+    await store.add_request(request_id, 100, [new_image(i, v) for i, v in enumerate(vectors)], [], model="m")
     upserts = [r for r in index.requests if r.endswith("/vectors/upsert")]
     assert len(upserts) >= 3  # one 2 MB request could not hold them all
     stored = await store.request_images(request_id)  # visible right away: the adapter waited

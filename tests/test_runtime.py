@@ -5,7 +5,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dupdetect.duplicates import thresholds
+from dupdetect.duplicates import Rules
 from dupdetect.ingest import ingest
 from dupdetect.intake import Item
 from dupdetect.reembed import reembed
@@ -22,7 +22,7 @@ async def test_start_refuses_vectors_of_another_model_unless_allowed(settings: S
             pipeline=runtime.pipeline,
             store=runtime.store,
             fetcher=runtime.fetcher,
-            rules=thresholds(settings.duplicates),
+            rules=Rules.from_settings(settings.duplicates),
         )
     other = msgspec.structs.replace(settings, model=msgspec.structs.replace(settings.model, image_size=256))
     with pytest.raises(StartupError) as caught:
@@ -59,7 +59,7 @@ async def test_reembed_brings_stored_images_to_the_new_model(settings: Settings,
                 pipeline=runtime.pipeline,
                 store=runtime.store,
                 fetcher=runtime.fetcher,
-                rules=thresholds(settings.duplicates),
+                rules=Rules.from_settings(settings.duplicates),
             )
     new = msgspec.structs.replace(
         settings, model=msgspec.structs.replace(settings.model, image_size=256, allow_model_change=True)
@@ -67,12 +67,12 @@ async def test_reembed_brings_stored_images_to_the_new_model(settings: Settings,
     async with running(new) as runtime:
         assert isinstance(runtime.store, PgVectorStore)
         report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=thresholds(new.duplicates), delete_missing=False
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates), delete_missing=False
         )
         assert report.reembedded == 1
         assert [line.split(" ", 1)[1] for line in report.missing] == ["(rocket.jpg)"]
         report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=thresholds(new.duplicates), delete_missing=True
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates), delete_missing=True
         )
         assert (report.reembedded, report.deleted) == (0, 1)
     strict = msgspec.structs.replace(new, model=msgspec.structs.replace(new.model, allow_model_change=False))

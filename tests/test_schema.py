@@ -5,6 +5,7 @@ import asyncio
 import asyncpg
 
 from dupdetect import migrate
+from dupdetect.perceptual import BAND_MASK, BANDS, band_shift
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
@@ -25,8 +26,11 @@ async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
         }
         assert "USING btree (sha256)" in indexes["images_sha256_idx"]
         assert "(request_id, \"position\")" in indexes["images_request_id_position_key"]
-        for band in range(8):
-            assert "phash" in indexes[f"images_phash_band{band}_idx"]
+        for band in range(BANDS):  # the bands the store looks up are the bands indexed
+            definition = indexes[f"images_phash16_band{band}_idx"]
+            assert f"(phash >> {band_shift(band)}) & ({BAND_MASK})::bigint" in definition
+        assert not any(name.startswith("images_phash_band") for name in indexes)
+        assert "UNIQUE INDEX" in indexes["duplicates_pair_key"]  # a pair is one row, either way round
         for dims in (512, 1280, 2048):
             definition = indexes[f"images_embedding_{dims}_hnsw_idx"]
             assert "USING hnsw" in definition and f"halfvec({dims})" in definition

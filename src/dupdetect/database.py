@@ -89,13 +89,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
 
 
-async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
-    """A pool whose connections speak pgvector's binary types (needs the schema migrated)."""
+async def create_pool(dsn: str, settings: DatabaseSettings, *, ef_search: int) -> asyncpg.Pool:
+    """A pool whose connections speak pgvector's binary types (needs the schema migrated).
+
+    HNSW settings are per session, so every search stays one round trip. Filtered HNSW scans
+    (model, hash bands) must iterate, or they silently return too few rows.
+    """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         init=_init_connection,
+        server_settings={"hnsw.ef_search": str(ef_search), "hnsw.iterative_scan": "relaxed_order"},
     )
     assert pool is not None
     return pool

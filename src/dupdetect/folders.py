@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import thresholds
+from dupdetect.duplicates import Rules
 from dupdetect.ingest import NoValidImages, ingest
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
@@ -130,7 +130,7 @@ def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
                 pipeline=runtime.pipeline,
                 store=runtime.store,
                 fetcher=runtime.fetcher,
-                rules=thresholds(runtime.settings.duplicates),
+                rules=Rules.from_settings(runtime.settings.duplicates),
             )
         except NoValidImages as exc:
             outcomes, request_id = exc.outcomes, None

@@ -12,7 +12,8 @@ from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
 from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
-from dupdetect.store.base import Match, NewImage, Thresholds, VectorStore
+from dupdetect.duplicates import Rules, record_request
+from dupdetect.store.base import Match, NewImage, VectorStore
 
 
 @dataclass
@@ -73,7 +74,7 @@ async def ingest(
     pipeline: EmbeddingPipeline,
     store: VectorStore,
     fetcher: Fetcher,
-    rules: Thresholds,
+    rules: Rules,
 ) -> IngestResult:
     """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
     prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
@@ -91,7 +92,7 @@ async def ingest(
     if not images:
         raise NoValidImages(outcomes)
     request_id = uuid.uuid4()
-    found = await store.add_request(request_id, len(items), images, model=pipeline.model_name, rules=rules)
+    found = await record_request(store, request_id, len(items), images, model=pipeline.model_name, rules=rules)
     for image, matches in zip(images, found, strict=True):
         outcomes[image.position].image_id = image.id
         outcomes[image.position].duplicates = matches

@@ -12,8 +12,11 @@ from PIL import Image
 
 _N = 32
 _DCT = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(_N)[:, None] / (2 * _N))
-BANDS = 8
-"""The hash is indexed as 8 bytes: two hashes within Hamming distance 7 share at least one."""
+BANDS = 4
+BAND_BITS = 16
+"""The hash is indexed as four 16-bit bands (migration 0004): two hashes within Hamming
+distance 3 share at least one, and one band value matches about 1/65,536 of a table."""
+BAND_MASK = (1 << BAND_BITS) - 1
 
 
 def phash(image: Image.Image) -> int:
@@ -29,6 +32,10 @@ def hamming(a: int, b: int) -> int:
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
 
 
+def band_shift(band: int) -> int:
+    return BAND_BITS * (BANDS - 1 - band)
+
+
 def bands(value: int) -> list[int]:
     unsigned = value & ((1 << 64) - 1)
-    return [(unsigned >> (8 * (BANDS - 1 - i))) & 0xFF for i in range(BANDS)]
+    return [(unsigned >> band_shift(i)) & BAND_MASK for i in range(BANDS)]

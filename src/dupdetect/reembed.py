@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
-from dupdetect.store.base import Thresholds
+from dupdetect.duplicates import Rules, search_again
 from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ async def reembed(
     *,
     originals: Path | None,
     fetcher: Fetcher | None,
-    rules: Thresholds,
+    rules: Rules,
     delete_missing: bool,
 ) -> ReembedReport:
     report = ReembedReport()
@@ -75,9 +77,11 @@ async def reembed(
             except DecodeError as exc:
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
-            await store.replace_embedding(
-                image.id, embedded.vector, embedded.image.phash, model=pipeline.model_name, rules=rules
-            )
+            model = pipeline.model_name
+            await store.replace_embedding(image.id, embedded.vector, embedded.image.phash, model=model)
+            updated = msgspec.structs.replace(image, model=model, phash=embedded.image.phash)
+            pairs = await search_again(store, updated, embedded.vector, model=model, rules=rules)
+            await store.settle(image.request_id, pairs, model=model)
             report.reembedded += 1
         elif delete_missing:
             await store.delete_image(image.id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
-from dupdetect.duplicates import thresholds
+from dupdetect.duplicates import Rules
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.fetch import Fetcher
@@ -51,16 +51,16 @@ async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncE
     server = await asyncio.to_thread(DatabaseServer.start, settings.database)
     stack.callback(server.stop)
     await _prepare_schema(server.dsn, settings)
-    pool = await create_pool(server.dsn, settings.database)
+    pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
     stack.push_async_callback(pool.close)
     log.info("database ready: %s", server.describe())
-    return PgVectorStore(pool, dims=dims, ef_search=settings.duplicates.ef_search)
+    return PgVectorStore(pool, dims=dims)
 
 
 async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
     from dupdetect.store.pinecone import PineconeStore
 
-    store = await PineconeStore.open(settings.store, dims=dims, rules=thresholds(settings.duplicates))
+    store = await PineconeStore.open(settings.store, dims=dims, rules=Rules.from_settings(settings.duplicates))
     stack.push_async_callback(store.close)
     return store
 

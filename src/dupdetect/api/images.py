@@ -86,7 +86,7 @@ class ImagesController(Controller):
                 pipeline=runtime.pipeline,
                 store=runtime.store,
                 fetcher=runtime.fetcher,
-                rules=duplicates.thresholds(runtime.settings.duplicates),
+                rules=duplicates.Rules.from_settings(runtime.settings.duplicates),
             )
         except IntakeError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from exc
@@ -123,7 +123,7 @@ class ImagesController(Controller):
                 runtime.store,
                 request_id,
                 model=runtime.pipeline.model_name,
-                rules=duplicates.thresholds(runtime.settings.duplicates, near=threshold, limit=limit),
+                rules=duplicates.Rules.from_settings(runtime.settings.duplicates, near=threshold, top_k=limit),
                 live=threshold is not None,
             )
         except RequestNotFound as exc:

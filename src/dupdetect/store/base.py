@@ -32,6 +32,11 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     thumbnail: bytes | None
     vector: np.ndarray
 
+    def stored(self, request_id: uuid.UUID, model: str, created_at: datetime) -> StoredImage:
+        """How the image reads back once stored."""
+        fields = {name: getattr(self, name) for name in StoredImage.__struct_fields__ if hasattr(self, name)}
+        return StoredImage(**fields, request_id=request_id, model=model, created_at=created_at)
+
 
 class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
@@ -65,24 +70,39 @@ class Match(msgspec.Struct, frozen=True, kw_only=True):
     kind: Kind
 
 
-class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
-    """Find the stored duplicates of one image (exact by SHA-256, near by cosine)."""
+class Query(msgspec.Struct, frozen=True, kw_only=True):
+    """One image whose stored neighbours are wanted."""
 
     vector: np.ndarray
     sha256: str
     phash: int | None
     exclude: uuid.UUID | None = None
-    """The image itself, when it is stored."""
+    """The image itself, when it is stored (its not-a-duplicate decisions apply too)."""
 
 
-class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
-    """When a candidate counts as a duplicate, and how many to report per image."""
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored image near a query by vector, perceptual hash or bytes; the rules decide."""
 
-    near: float
-    """Cosine similarity floor of the near tier."""
-    near_exact: int
-    """Largest Hamming distance between perceptual hashes for the near-exact tier."""
-    limit: int
+    image: StoredImage
+    similarity: float
+    """Cosine similarity of the descriptors; 0 when the vectors are not comparable."""
+
+
+class CandidateSearch(msgspec.Struct, frozen=True, kw_only=True):
+    found: list[list[Candidate]]
+    """Per query, in query order."""
+    seen: str | None
+    """What the search could see (a PostgreSQL snapshot): ingests committed outside it are
+    compared after the write (:meth:`VectorStore.concurrent_candidates`). None: no such check."""
+
+
+class Pair(msgspec.Struct, frozen=True, kw_only=True):
+    """A duplicate pair to record: ``image_id`` was found to duplicate ``duplicate_id``."""
+
+    image_id: uuid.UUID
+    duplicate_id: uuid.UUID
+    similarity: float
+    kind: Kind
 
 
 class RequestNotFound(LookupError):
@@ -98,27 +118,38 @@ class ModelMismatch(RuntimeError):
 
 
 class VectorStore(Protocol):
+    """A repository: it searches and writes. What counts as a duplicate is decided by
+    :mod:`dupdetect.duplicates`, the same for every store."""
+
     async def check_model(self, model: str, allow_change: bool) -> None:
         """Raise ModelMismatch if vectors of another model are stored (unless allowed)."""
 
+    async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
+        """For every query in one round trip: the ``k`` nearest stored vectors of ``model``, the
+        images with the same bytes and those sharing a perceptual-hash band."""
+
     async def add_request(
-        self,
-        request_id: uuid.UUID,
-        submitted: int,
-        images: list[NewImage],
-        *,
-        model: str,
-        rules: Thresholds,
-    ) -> list[list[Match]]:
-        """Store a request's images and record, per image, its duplicates among everything
-        stored before it (other requests and earlier items of this one): one transaction."""
+        self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
+    ) -> None:
+        """Store a request's images and the pairs found for them: one transaction. The request
+        stays unsettled until :meth:`settle`."""
+
+    async def concurrent_candidates(
+        self, request_id: uuid.UUID, seen: str, *, model: str, k: int
+    ) -> dict[uuid.UUID, list[Candidate]]:
+        """Per image of the (committed) request, candidates among the images stored by
+        ingests that ``seen`` did not include: uploads that ran at the same time."""
+
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
+        """Record late pairs (a pair already recorded either way round is kept as it is) and
+        mark the request settled."""
+
+    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
+        """Requests whose pairs may be incomplete (a crash after commit, a bulk load)."""
 
     async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
         """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
         Raises RequestNotFound."""
-
-    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
-        """Live search among all stored images, per query, best first."""
 
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None: ...
 

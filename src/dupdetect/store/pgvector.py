@@ -12,75 +12,104 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from dupdetect.duplicates import merge
-from dupdetect.perceptual import BANDS, bands
+from pgvector import HalfVector
+
+from dupdetect.perceptual import BANDS, BAND_MASK, band_shift
 from dupdetect.store.base import (
+    Candidate,
+    CandidateSearch,
     Match,
     ModelMismatch,
     NewImage,
+    Pair,
+    Query,
     RequestInfo,
     RequestNotFound,
-    SearchQuery,
     StoredImage,
-    Thresholds,
 )
 
-INGEST_LOCK = 0x64757064  # "dupd": one ingest transaction at a time, so concurrent uploads see each other
 SUPPORTED_DIMS = (512, 1280, 2048)
 """One partial HNSW index per size (migration 0001)."""
+HASH_MATCHES_PER_BAND = 64
+"""Images taken per shared perceptual-hash band and query: bounds the cost when many flat or
+near-uniform images share a band value."""
 
 _IMAGE_COLUMNS = (
     "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
     " i.format, i.sha256, i.phash, i.model, i.created_at"
 )
-# Same expressions as the band indexes of migration 0002, so the planner uses them.
-_BAND_MATCH = " OR ".join(f"((i.phash >> {8 * (BANDS - 1 - b)}) & 255) = ${b + 7}" for b in range(BANDS))
 
 
 def _image(row: asyncpg.Record) -> StoredImage:
     return StoredImage(**{key: row[key] for key in StoredImage.__struct_fields__})
 
 
+def _candidates_sql(dims: int, queries: str, source: str) -> str:
+    """Candidates for every row of ``queries`` (``q``: n, vec, sha256, phash, exclude) among
+    ``source`` (``i``): the nearest vectors, the same bytes, a shared hash band; one statement.
+    Each query yields at least one row (``id`` NULL when nothing is near), all carrying the
+    snapshot the statement saw.
+
+    Parameters: $1 model, $2 vector neighbours, $3 matches per band; the caller's own from $4.
+    """
+    vec = f"i.embedding::halfvec({dims})"
+    comparable = f"vector_dims(i.embedding) = {dims} AND i.model = $1"
+    similarity = f"CASE WHEN {comparable} THEN 1 - ({vec} <=> q.vec) ELSE 0 END"
+    band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
+    lookups = [
+        # Same expression and predicate as the partial HNSW index, so the planner uses it.
+        f"SELECT i.id, 1 - ({vec} <=> q.vec) AS similarity FROM {source} i WHERE {comparable}"
+        f" ORDER BY {vec} <=> q.vec LIMIT $2",
+        f"SELECT i.id, {similarity} FROM {source} i WHERE i.sha256 = q.sha256 LIMIT $2",
+    ] + [
+        f"SELECT i.id, {similarity} FROM {source} i WHERE i.phash IS NOT NULL"
+        f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT $3"
+        for b in range(BANDS)
+    ]
+    union = " UNION ALL ".join(f"({lookup})" for lookup in lookups)
+    return f"""
+        SELECT q.n, c.similarity, {_IMAGE_COLUMNS}, pg_current_snapshot()::text AS seen
+        FROM {queries}
+        LEFT JOIN LATERAL (SELECT DISTINCT ON (u.id) u.id, u.similarity FROM ({union}) u) c ON true
+        LEFT JOIN images i ON i.id = c.id
+        WHERE c.id IS NULL OR (
+            c.id IS DISTINCT FROM q.exclude
+            AND NOT EXISTS (SELECT 1 FROM not_duplicates d
+                            WHERE d.image_a = LEAST(q.exclude, c.id) AND d.image_b = GREATEST(q.exclude, c.id)))
+    """
+
+
+def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Candidate]]:
+    found: dict[Any, list[Candidate]] = {key: [] for key in keys}
+    for row in rows:
+        if row["id"] is not None:
+            found[row["n"]].append(Candidate(image=_image(row), similarity=float(row["similarity"])))
+    return found
+
+
 class PgVectorStore:
-    def __init__(self, pool: asyncpg.Pool, *, dims: int, ef_search: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, dims: int) -> None:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
         self.pool = pool
-        self.ef_search = ef_search
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
-        self._nearest_sql = f"""
-            WITH nearest AS MATERIALIZED (
-                SELECT i.id, i.embedding::halfvec({dims}) <=> $1::halfvec({dims}) AS distance
-                FROM images i
-                WHERE vector_dims(i.embedding) = {dims} AND i.model = $2
-                  AND i.id IS DISTINCT FROM $3
-                  AND (i.request_id IS DISTINCT FROM $4 OR i.position < $5)
-                ORDER BY distance
-                LIMIT $6
-            )
-            SELECT {_IMAGE_COLUMNS}, 1 - n.distance AS similarity
-            FROM nearest n JOIN images i ON i.id = n.id
-            ORDER BY n.distance
-        """
-        # Near-exact candidates: any shared byte of the perceptual hash (all within Hamming
-        # distance 7, most beyond), then the exact distance.
-        self._hash_sql = f"""
-            SELECT {_IMAGE_COLUMNS},
-                   CASE WHEN i.model = $2 AND vector_dims(i.embedding) = {dims}
-                        THEN 1 - (i.embedding::halfvec({dims}) <=> $1::halfvec({dims})) ELSE 0 END AS similarity
-            FROM images i
-            WHERE i.phash IS NOT NULL AND ({_BAND_MATCH})
-              AND bit_count((i.phash # $6)::bit(64)) <= $15
-              AND i.id IS DISTINCT FROM $3
-              AND (i.request_id IS DISTINCT FROM $4 OR i.position < $5)
-            ORDER BY bit_count((i.phash # $6)::bit(64)), i.created_at
-            LIMIT $16
-        """
-
-    async def _tune(self, conn: asyncpg.Connection) -> None:
-        """Inside the caller's transaction: filtered HNSW scans must iterate, or they return too few rows."""
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        self._search_sql = _candidates_sql(
+            dims,
+            "unnest($4::halfvec[], $5::text[], $6::bigint[], $7::uuid[])"
+            " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
+            "images",
+        )
+        # Images stored by transactions that the snapshot $5 did not see: a few, compared directly.
+        self._concurrent_sql = (
+            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $4"
+            " AND (i.xact >= pg_snapshot_xmax($5::text::pg_snapshot)"
+            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip($5::text::pg_snapshot)))))"
+        ) + _candidates_sql(
+            dims,
+            "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
+            " FROM images i WHERE i.request_id = $4 AND i.model = $1) q",
+            "late",
+        )
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -97,51 +126,21 @@ class PgVectorStore:
                 "or set DUPDETECT_ALLOW_MODEL_CHANGE=true to start anyway (they are then never compared)."
             )
 
-    async def _candidates(
-        self,
-        conn: asyncpg.Connection,
-        query: SearchQuery,
-        *,
-        model: str,
-        rules: Thresholds,
-        before: tuple[uuid.UUID, int] | None,
-    ) -> list[Match]:
-        """``before`` = (request, position): only images stored before that one count."""
-        request_id, position = before if before is not None else (None, 0)
-        limit = rules.limit
-        # A new image (``before`` set: ingest) cannot have decisions yet.
-        rejected = await self._rejected(conn, query.exclude) if before is None else set()
-        exact = await conn.fetch(
-            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.sha256 = $1 AND i.id IS DISTINCT FROM $2"
-            " AND (i.request_id IS DISTINCT FROM $3 OR i.position < $4) ORDER BY i.created_at LIMIT $5",
-            query.sha256, query.exclude, request_id, position, limit,
+    async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
+        rows = await self.pool.fetch(
+            self._search_sql,
+            model, k, HASH_MATCHES_PER_BAND,
+            [HalfVector(q.vector) for q in queries], [q.sha256 for q in queries],
+            [q.phash for q in queries], [q.exclude for q in queries],
         )
-        candidates = await conn.fetch(
-            self._nearest_sql, query.vector, model, query.exclude, request_id, position, limit
-        )
-        if query.phash is not None:
-            candidates += await conn.fetch(
-                self._hash_sql,
-                query.vector, model, query.exclude, request_id, position, query.phash,
-                *bands(query.phash), rules.near_exact, limit,
-            )
-        return merge(
-            query.phash,
-            [_image(row) for row in exact if row["id"] not in rejected],
-            [(_image(row), float(row["similarity"])) for row in candidates if row["id"] not in rejected],
-            rules,
-        )
+        found = _grouped(rows, list(range(1, len(queries) + 1)))
+        return CandidateSearch(found=list(found.values()), seen=rows[0]["seen"] if rows else None)
 
-    async def _rejected(self, conn: asyncpg.Connection, image_id: uuid.UUID | None) -> set[uuid.UUID]:
-        """Images a person said are not duplicates of ``image_id``."""
-        if image_id is None:
-            return set()
-        rows = await conn.fetch(
-            "SELECT image_b AS other FROM not_duplicates WHERE image_a = $1"
-            " UNION ALL SELECT image_a FROM not_duplicates WHERE image_b = $1",
-            image_id,
-        )
-        return {row["other"] for row in rows}
+    async def concurrent_candidates(
+        self, request_id: uuid.UUID, seen: str, *, model: str, k: int
+    ) -> dict[uuid.UUID, list[Candidate]]:
+        rows = await self.pool.fetch(self._concurrent_sql, model, k, HASH_MATCHES_PER_BAND, request_id, seen)
+        return _grouped(rows, [row["n"] for row in rows])
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         first, second = sorted((a, b))
@@ -172,16 +171,9 @@ class PgVectorStore:
         return await self.pool.fetchval("SELECT thumbnail FROM images WHERE id = $1", image_id)
 
     async def add_request(
-        self,
-        request_id: uuid.UUID,
-        submitted: int,
-        images: list[NewImage],
-        *,
-        model: str,
-        rules: Thresholds,
-    ) -> list[list[Match]]:
+        self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
+    ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
             await conn.execute(
                 "INSERT INTO requests (id, submitted, added) VALUES ($1, $2, $3)", request_id, submitted, len(images)
             )
@@ -195,28 +187,45 @@ class PgVectorStore:
                     for img in images
                 ],
             )
-            await self._tune(conn)
-            found: list[list[Match]] = []
-            for img in images:
-                query = SearchQuery(vector=img.vector, sha256=img.sha256, phash=img.phash, exclude=img.id)
-                found.append(
-                    await self._candidates(conn, query, model=model, rules=rules, before=(request_id, img.position))
-                )
-            pairs = [
-                (img.id, match.image.id, match.similarity, match.kind, model)
-                for img, matches in zip(images, found, strict=True)
-                for match in matches
-            ]
             if pairs:
                 await conn.copy_records_to_table(
-                    "duplicates", columns=["image_id", "duplicate_id", "similarity", "kind", "model"], records=pairs
+                    "duplicates",
+                    columns=["image_id", "duplicate_id", "similarity", "kind", "model"],
+                    records=[(p.image_id, p.duplicate_id, p.similarity, p.kind, model) for p in pairs],
                 )
-        return found
 
-    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await self._tune(conn)
-            return [await self._candidates(conn, query, model=model, rules=rules, before=None) for query in queries]
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
+        for attempt in range(3):
+            try:
+                await self.pool.execute(
+                    """
+                    WITH added AS (
+                        INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model)
+                        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6
+                        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[])
+                             AS p(image_id, duplicate_id, similarity, kind)
+                        WHERE EXISTS (SELECT 1 FROM images WHERE id = p.duplicate_id)
+                          AND EXISTS (SELECT 1 FROM images WHERE id = p.image_id)
+                        ON CONFLICT DO NOTHING
+                    )
+                    UPDATE requests SET settled = true WHERE id = $1
+                    """,
+                    request_id,
+                    [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
+                    [p.similarity for p in pairs], [p.kind for p in pairs], model,
+                )
+                return
+            except asyncpg.ForeignKeyViolationError:  # an image was deleted meanwhile: look again
+                if attempt == 2:
+                    raise
+
+    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
+        rows = await self.pool.fetch(
+            "SELECT id FROM requests WHERE NOT settled AND created_at < now() - make_interval(secs => $1)"
+            " ORDER BY created_at",
+            older_than_s,
+        )
+        return [row["id"] for row in rows]
 
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
         row = await self.pool.fetchrow("SELECT id, created_at, submitted, added FROM requests WHERE id = $1", request_id)
@@ -257,28 +266,15 @@ class PgVectorStore:
         rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.model <> $1", model)
         return [_image(row) for row in rows]
 
-    async def replace_embedding(
-        self, image_id: uuid.UUID, vector: np.ndarray, phash: int, *, model: str, rules: Thresholds
-    ) -> list[Match]:
-        """Swap in a vector of ``model`` and redo the image's near pairs against everything stored."""
+    async def replace_embedding(self, image_id: uuid.UUID, vector: np.ndarray, phash: int, *, model: str) -> None:
+        """Swap in a vector of ``model``; its near pairs go (exact ones stay) until searched again."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
-            sha256 = await conn.fetchval(
-                "UPDATE images SET embedding = $2, model = $3, phash = $4 WHERE id = $1 RETURNING sha256",
-                image_id, vector, model, phash,
+            await conn.execute(
+                "UPDATE images SET embedding = $2, model = $3, phash = $4 WHERE id = $1", image_id, vector, model, phash
             )
             await conn.execute(
                 "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id
             )
-            await self._tune(conn)
-            query = SearchQuery(vector=vector, sha256=sha256, phash=phash, exclude=image_id)
-            matches = await self._candidates(conn, query, model=model, rules=rules, before=None)
-            await conn.executemany(
-                "INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model) SELECT $1, $2, $3, $4, $5"
-                " WHERE NOT EXISTS (SELECT 1 FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1)))",
-                [(image_id, m.image.id, m.similarity, m.kind, model) for m in matches],
-            )
-        return matches
 
     async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
         row = await self.pool.fetchrow(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = $1", image_id)

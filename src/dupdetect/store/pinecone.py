@@ -6,7 +6,8 @@ What differs from pgvector, by Pinecone's nature:
   later. A request's images are compared with what is already visible plus, in memory, with
   the request's own earlier items; after an upsert or a delete the adapter waits until fetches
   reflect it (up to ``VISIBILITY_TIMEOUT``), so a GET right after a POST sees the new images.
-  Two POSTs of the same photo within that moment may miss each other (pgvector serialises them).
+  Two POSTs of the same photo within that moment may miss each other (pgvector compares
+  concurrent ingests after they commit; Pinecone cannot say what a query did not see).
 - No SQL and no recorded ``duplicates`` table: GET /duplicates without a threshold runs a live
   search at the default threshold, which gives the same pairs as recording them would.
 - No transactions: a request's vectors are upserted in batches; a failure between batches can
@@ -30,18 +31,20 @@ from typing import Any
 import numpy as np
 from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
 
-from dupdetect.duplicates import merge
+from dupdetect.duplicates import Rules, for_request
 from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
+    Candidate,
+    CandidateSearch,
     Match,
     ModelMismatch,
     NewImage,
+    Pair,
+    Query,
     RequestInfo,
     RequestNotFound,
-    SearchQuery,
     StoredImage,
-    Thresholds,
     Unsupported,
 )
 
@@ -110,7 +113,7 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
-    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, rules: Thresholds) -> None:
+    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, rules: Rules) -> None:
         self.index = index
         self.namespace = namespace
         self.rules = rules
@@ -121,7 +124,7 @@ class PineconeStore:
         self._probe[0] = 1.0  # Pinecone rejects all-zero query vectors: metadata lookups use this
 
     @classmethod
-    async def open(cls, settings: StoreSettings, *, dims: int, rules: Thresholds) -> PineconeStore:
+    async def open(cls, settings: StoreSettings, *, dims: int, rules: Rules) -> PineconeStore:
         assert settings.pinecone_api_key
         if settings.pinecone_host:
             index = AsyncIndex(host=settings.pinecone_host, api_key=settings.pinecone_api_key)
@@ -170,51 +173,27 @@ class PineconeStore:
                 "DUPDETECT_ALLOW_MODEL_CHANGE=true to start anyway (they are then never compared)."
             )
 
-    async def _candidates(self, query: SearchQuery, *, model: str, rules: Thresholds) -> list[Match]:
-        k = rules.limit + 1
+    async def _candidates(self, query: Query, *, model: str, k: int) -> list[Candidate]:
         lookups = [
             self._query(query.vector, k, {"sha256": {"$eq": query.sha256}}),
             self._query(query.vector, k, {"model": {"$eq": model}}),
         ]
         if query.phash is not None:
             lookups.append(self._query(query.vector, k, {"phash_bands": {"$in": _band_terms(query.phash)}}))
-        exact, *others = await asyncio.gather(*lookups)
-        return merge(
-            query.phash,
-            [image for image, _ in exact if image.id != query.exclude],
-            [(image, score) for found in others for image, score in found if image.id != query.exclude],
-            rules,
-        )
+        found = await asyncio.gather(*lookups)
+        return [Candidate(image=image, similarity=score) for hits in found for image, score in hits]
+
+    async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
+        """Pinecone has no batched query: the lookups run concurrently instead."""
+        found = await asyncio.gather(*(self._candidates(query, model=model, k=k) for query in queries))
+        return CandidateSearch(found=list(found), seen=None)
 
     async def add_request(
-        self,
-        request_id: uuid.UUID,
-        submitted: int,
-        images: list[NewImage],
-        *,
-        model: str,
-        rules: Thresholds,
-    ) -> list[list[Match]]:
+        self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
+    ) -> None:
+        """``pairs`` are not kept: Pinecone has no table for them (reads search live)."""
         now = datetime.now(UTC)
         request = RequestInfo(id=request_id, created_at=now, submitted=submitted, added=len(images))
-        stored = [_image(_metadata(img, request, model, now)) for img in images]
-        found = await asyncio.gather(
-            *(
-                self._candidates(SearchQuery(vector=img.vector, sha256=img.sha256, phash=img.phash), model=model, rules=rules)
-                for img in images
-            )
-        )
-        for i, img in enumerate(images):  # earlier items of this request are not visible yet
-            earlier = [
-                (stored[j], float(np.dot(img.vector, images[j].vector))) for j in range(i)
-            ]
-            exact = [stored[j] for j in range(i) if images[j].sha256 == img.sha256]
-            found[i] = merge(
-                img.phash,
-                exact + [m.image for m in found[i] if m.kind == "exact"],
-                earlier + [(m.image, m.similarity) for m in found[i] if m.kind != "exact"],
-                rules,
-            )
         ids = [vector_id(request_id, img.position, img.id) for img in images]
         await self.index.upsert(
             vectors=[
@@ -225,10 +204,21 @@ class PineconeStore:
             batch_size=self.batch_size,
             show_progress=False,
         )
-        await self._settle(ids, present=True)
-        return found
+        await self._await_visibility(ids, present=True)
 
-    async def _settle(self, ids: list[str], *, present: bool) -> None:
+    async def concurrent_candidates(
+        self, request_id: uuid.UUID, seen: str, *, model: str, k: int
+    ) -> dict[uuid.UUID, list[Candidate]]:
+        """Never asked: :meth:`candidates` reports no snapshot."""
+        return {}
+
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
+        """Nothing to record: pairs are searched live."""
+
+    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
+        return []
+
+    async def _await_visibility(self, ids: list[str], *, present: bool) -> None:
         """Read-after-write: wait until fetches see the write (or the delete)."""
         deadline = time.monotonic() + VISIBILITY_TIMEOUT
         pending = list(ids)
@@ -283,15 +273,7 @@ class PineconeStore:
     async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
         """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
         images = await self.request_images(request_id)
-        found = await self.search(
-            [SearchQuery(vector=v, sha256=img.sha256, phash=img.phash, exclude=img.id) for img, v in images],
-            model=images[0][0].model,
-            rules=self.rules,
-        )
-        return [(img, matches) for (img, _), matches in zip(images, found, strict=True)]
-
-    async def search(self, queries: list[SearchQuery], *, model: str, rules: Thresholds) -> list[list[Match]]:
-        return list(await asyncio.gather(*(self._candidates(query, model=model, rules=rules) for query in queries)))
+        return await for_request(self, request_id, model=images[0][0].model, rules=self.rules, live=True)
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
         """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
@@ -324,12 +306,12 @@ class PineconeStore:
             return False
         ids = [vector_id(image.request_id, image.position, image.id)]
         await self.index.delete(ids=ids, namespace=self.namespace)
-        await self._settle(ids, present=False)
+        await self._await_visibility(ids, present=False)
         return True
 
     async def delete_request(self, request_id: uuid.UUID) -> bool:
         ids = await self._list_ids(f"{request_id}#")
         for chunk in _chunks(ids, 1000):
             await self.index.delete(ids=chunk, namespace=self.namespace)
-        await self._settle(ids, present=False)
+        await self._await_visibility(ids, present=False)
         return bool(ids)
