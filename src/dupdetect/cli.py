@@ -7,15 +7,16 @@ import asyncio
 import sys
 from pathlib import Path
 
+from typing import get_args
+
 import msgspec
 
-from dupdetect import migrate
-from dupdetect.database import DatabaseError, DatabaseServer, require_pgvector
-from dupdetect.embedding.backbones import BACKBONES
-from dupdetect.embedding.weights import WeightsError
+from dupdetect.errors import OperatorError
 from dupdetect.observability import configure_logging
-from dupdetect.runtime import StartupError
-from dupdetect.settings import Settings, SettingsError
+from dupdetect.settings import ModelName, Settings, SettingsError
+
+# Commands import what they need when they run: `dupdetect --help` stays fast, and the decode
+# worker processes (spawned, so they import this main module again) never load torch.
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -43,6 +44,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from dupdetect import migrate
+    from dupdetect.database import DatabaseServer, require_pgvector
+
     database = DatabaseServer.start(settings.database)
     try:
         asyncio.run(require_pgvector(database.dsn))
@@ -121,7 +125,7 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from dupdetect.folders import http_client, ingest_folder, local_client
+    from dupdetect.folders import http_client, ingest_folder, ingest_folder_locally
     from dupdetect.runtime import running
 
     async def run() -> int:
@@ -131,8 +135,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
         else:
             async with running(settings) as runtime:
-                send, known = local_client(runtime)
-                report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+                report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
         return _summary(
             f"{report.added} added ({report.duplicates} duplicate pairs found), "
             f"{report.skipped} already stored, {len(report.failed)} failed",
@@ -147,7 +150,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
     from dupdetect.duplicates import connected_groups
-    from dupdetect.folders import ingest_folder, local_client, report_html
+    from dupdetect.folders import ingest_folder_locally, report_html
     from dupdetect.runtime import running
 
     async def run(data_dir: Path) -> int:
@@ -158,8 +161,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             store=msgspec.structs.replace(settings.store, store="pgvector"),
         )
         async with running(scratch) as runtime:
-            send, known = local_client(runtime)
-            report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+            report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
             groups = connected_groups(await runtime.store.recorded_pairs())
             images = {i.id: i for i in await runtime.store.get_images([m for g in groups for m in g])}
             rendered = []
@@ -216,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)
     download = weights_sub.add_parser("download", help="fetch torchvision weights into the torch hub cache")
-    download.add_argument("--model", choices=sorted(BACKBONES), help="default: DUPDETECT_MODEL")
+    download.add_argument("--model", choices=sorted(get_args(ModelName)), help="default: DUPDETECT_MODEL")
     download.set_defaults(run=_weights_download)
     return parser
 
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         configure_logging(settings.server.log_level)
         return int(args.run(settings, args))
-    except (SettingsError, DatabaseError, WeightsError, StartupError) as exc:
+    except OperatorError as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)
         return 2
 

@@ -35,6 +35,10 @@ class DecodeError(ValueError):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, str]]:
+        """Crosses the process boundary from the decode workers intact."""
+        return DecodeError, (self.code, self.message)
+
 
 @dataclass(frozen=True)
 class DecodedImage:

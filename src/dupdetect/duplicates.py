@@ -18,7 +18,7 @@ Stores only fetch candidates (:meth:`VectorStore.candidates`) and write; this mo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import msgspec
@@ -149,16 +149,21 @@ async def _search_stored(
     }
 
 
-async def settle_pending(store: VectorStore, *, model: str, rules: Rules, older_than_s: float) -> int:
+async def settle_pending(
+    store: VectorStore, *, model: str, rules: Rules, older_than_s: float, progress: Callable[[int], None] | None = None
+) -> tuple[int, int]:
     """Record the missing pairs of unsettled requests (a crash between commit and the
-    concurrent comparison, or a bulk load): a full search per image. Returns requests settled."""
-    settled = 0
+    concurrent comparison, or a bulk load): one batched k-NN search per request, every pair
+    once. Returns (requests settled, pairs newly recorded)."""
+    settled = pairs = 0
     for request_id in await store.unsettled_requests(older_than_s):
         stored = await store.request_images(request_id)
         found = await _search_stored(store, stored, model=model, rules=rules)
-        await store.settle(request_id, _pairs(found.keys(), found.values()), model=model)
+        pairs += await store.settle(request_id, _pairs(found.keys(), found.values()), model=model)
         settled += 1
-    return settled
+        if progress is not None:
+            progress(len(stored))
+    return settled, pairs
 
 
 async def for_request(

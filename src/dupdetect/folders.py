@@ -4,6 +4,7 @@ and ``dupdetect scan DIR --report report.html`` (duplicate groups as an offline 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import sys
@@ -16,10 +17,11 @@ from pathlib import Path
 import aiohttp
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules
-from dupdetect.ingest import NoValidImages, ingest
+from dupdetect.duplicates import Rules, settle_pending
+from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
+from dupdetect.store.pgvector import PgVectorStore
 
 
 def image_files(folder: Path) -> Iterator[Path]:
@@ -40,19 +42,20 @@ def sha256_of(path: Path) -> str:
 
 
 class Progress:
-    """One line on stderr, rewritten in place: done/total, skipped, failed, rate."""
+    """One line on stderr, rewritten in place: done/total, what happened, rate and ETA."""
 
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
 
-    def advance(self, count: int, report: IngestReport) -> None:
+    def advance(self, count: int, detail: str = "") -> None:
         self.done += count
         width = 30
         filled = width * self.done // max(self.total, 1)
         rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        eta = (self.total - self.done) / rate if rate else 0.0
         sys.stderr.write(
             f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-            f"  added {report.added}  skipped {report.skipped}  failed {len(report.failed)}  {rate:.1f}/s"
+            f"  {detail}  {rate:.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
         )
         sys.stderr.flush()
         if self.done >= self.total:
@@ -97,7 +100,7 @@ async def ingest_folder(folder: Path, *, send: Sender, known: Lookup, batch: int
                 report.request_ids.append(uuid.UUID(answer["request_id"]))
             elif "error" in answer and not answer["error"].get("details"):
                 report.failed += [f"{path.relative_to(folder)}: {answer['error']['message']}" for path, _ in todo]
-        progress.advance(len(chunk), report)
+        progress.advance(len(chunk), f"added {report.added}  skipped {report.skipped}  failed {len(report.failed)}")
     return report
 
 
@@ -120,28 +123,23 @@ def http_client(base_url: str, session: aiohttp.ClientSession) -> tuple[Sender, 
 
 
 def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
-    """The same ingest, in this process (no server needed)."""
+    """The bulk path, in this process (no server needed): each batch is stored as it is
+    embedded, without searching (COPY, request left unsettled); :func:`find_pairs` then finds
+    every pair in one batched k-NN pass."""
 
     async def send(files: list[tuple[str, bytes]]) -> dict:
         items = [Item(index=i, filename=name, data=payload) for i, (name, payload) in enumerate(files)]
         try:
-            result = await ingest(
-                items,
-                pipeline=runtime.pipeline,
-                store=runtime.store,
-                fetcher=runtime.fetcher,
-                rules=Rules.from_settings(runtime.settings.duplicates),
-            )
+            images, outcomes = await prepare(items, pipeline=runtime.pipeline, fetcher=runtime.fetcher)
         except NoValidImages as exc:
-            outcomes, request_id = exc.outcomes, None
-        else:
-            outcomes, request_id = result.outcomes, result.request_id
+            images, outcomes = [], exc.outcomes
         answer: dict = {"items": [
-            {"index": o.index, "error": {"message": o.error.message}} if o.error
-            else {"index": o.index, "image_id": str(o.image_id), "duplicates": len(o.duplicates)}
+            {"index": o.index, "error": {"message": o.error.message}} if o.error else {"index": o.index}
             for o in outcomes
         ]}
-        if request_id is not None:
+        if images:
+            request_id = uuid.uuid4()
+            await runtime.store.add_request(request_id, len(items), images, [], model=runtime.pipeline.model_name)
             answer["request_id"] = str(request_id)
         return answer
 
@@ -149,6 +147,40 @@ def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
         return await runtime.store.known_sha256(hashes)
 
     return send, known
+
+
+BULK_INDEX_ROWS = 100_000
+"""Below this many stored images, a folder larger than the table is loaded without the HNSW
+index, which is then built in one parallel pass (faster than inserting row by row)."""
+
+
+async def ingest_folder_locally(folder: Path, runtime: Runtime, *, batch: int) -> IngestReport:
+    """``dupdetect ingest DIR`` / ``scan DIR`` in-process: bulk load, then one k-NN pass.
+    Interrupted, it resumes: stored files are skipped by SHA-256, unsettled requests searched."""
+    store = runtime.store
+    send, known = local_client(runtime)
+    bulk: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    if isinstance(store, PgVectorStore):
+        stored = await store.image_count()
+        if stored < BULK_INDEX_ROWS and stored < sum(1 for _ in image_files(folder)):
+            bulk = store.bulk_load()
+    async with bulk:
+        report = await ingest_folder(folder, send=send, known=known, batch=batch)
+    report.duplicates = await find_pairs(runtime, report.added)
+    return report
+
+
+async def find_pairs(runtime: Runtime, images: int) -> int:
+    """The k-NN pass over every unsettled request: pairs found."""
+    progress = Progress(images, "duplicates")
+    _, pairs = await settle_pending(
+        runtime.store,
+        model=runtime.pipeline.model_name,
+        rules=Rules.from_settings(runtime.settings.duplicates),
+        older_than_s=0,
+        progress=lambda done: progress.advance(done),
+    )
+    return pairs
 
 
 def report_html(folder: Path, groups: list[list[tuple[str, str, bytes | None]]]) -> str:

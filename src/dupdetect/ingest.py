@@ -68,15 +68,11 @@ async def _prepare(item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher) ->
     )
 
 
-async def ingest(
-    items: list[Item],
-    *,
-    pipeline: EmbeddingPipeline,
-    store: VectorStore,
-    fetcher: Fetcher,
-    rules: Rules,
-) -> IngestResult:
-    """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
+async def prepare(
+    items: list[Item], *, pipeline: EmbeddingPipeline, fetcher: Fetcher
+) -> tuple[list[NewImage], list[Outcome]]:
+    """Fetch, decode and embed every item concurrently: the valid images, and every item's
+    outcome so far. Raises NoValidImages if none is valid, Overloaded when the model queue is full."""
     prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
     for result in prepared:
         if isinstance(result, BaseException):
@@ -91,6 +87,19 @@ async def ingest(
             ITEMS_REFUSED.labels(outcome.error.code).inc()
     if not images:
         raise NoValidImages(outcomes)
+    return images, outcomes
+
+
+async def ingest(
+    items: list[Item],
+    *,
+    pipeline: EmbeddingPipeline,
+    store: VectorStore,
+    fetcher: Fetcher,
+    rules: Rules,
+) -> IngestResult:
+    """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
+    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
     request_id = uuid.uuid4()
     found = await record_request(store, request_id, len(items), images, model=pipeline.model_name, rules=rules)
     for image, matches in zip(images, found, strict=True):

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
-from dupdetect.duplicates import Rules
+from dupdetect.duplicates import Rules, settle_pending
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
+from dupdetect.errors import OperatorError
 from dupdetect.fetch import Fetcher
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
@@ -21,8 +22,12 @@ from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
 
+SETTLE_EVERY_S = 60.0
+"""How often unsettled requests (an ingest killed between its commit and its concurrent
+check, or a bulk load cut off before its k-NN pass) get their missing pairs searched."""
 
-class StartupError(RuntimeError):
+
+class StartupError(OperatorError):
     """The service cannot start; the message tells the operator what to do."""
 
 
@@ -80,4 +85,18 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             raise StartupError(str(exc)) from exc
         fetcher = Fetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
         stack.push_async_callback(fetcher.close)
+        sweeper = asyncio.create_task(_settle_forever(store, pipeline.model_name, Rules.from_settings(settings.duplicates)))
+        stack.callback(sweeper.cancel)
         yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher)
+
+
+async def _settle_forever(store: VectorStore, model: str, rules: Rules) -> None:
+    while True:
+        try:
+            settled, _ = await settle_pending(store, model=model, rules=rules, older_than_s=SETTLE_EVERY_S / 2)
+        except Exception:  # the database may be down for a moment; the next round tries again
+            log.exception("settling unsettled requests failed")
+        else:
+            if settled:
+                log.info("settled %d requests whose duplicate search had not finished", settled)
+        await asyncio.sleep(SETTLE_EVERY_S)

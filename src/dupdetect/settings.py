@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 import msgspec
 from msgspec import Meta
 
+from dupdetect.errors import OperatorError
+
 PREFIX = "DUPDETECT_"
 
 ModelName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "efficientnet_lite0"]
@@ -32,7 +34,7 @@ def _default_data_dir() -> Path:
     return Path(base) / "dupdetect"
 
 
-class SettingsError(ValueError):
+class SettingsError(OperatorError, ValueError):
     """A setting is unknown or malformed; the message names the variable."""
 
 
@@ -66,7 +68,9 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     """On CPU, bf16 batches of 8–16 run faster per image than 32 (bench/embed.py); raise it on GPUs."""
     batch_wait_ms: Annotated[float, Meta(ge=0.0)] = 10.0
     queue_size: Positive = 512
-    decode_workers: Positive = 2
+    decode_workers: Annotated[int, Meta(ge=0)] = 0
+    """Processes decoding images (decode, resize, pHash, thumbnail) beside the model, each with
+    its own GIL; 0 means one per CPU core."""
     thumbnail_size: Annotated[int, Meta(ge=0, le=1024)] = 256
     """Longer side of the JPEG thumbnail kept per image for review (0: keep none)."""
     threads: Annotated[int, Meta(ge=0)] = 0

@@ -1,15 +1,23 @@
-"""Bytes → descriptor: decoding in a small thread pool, inference in the batching worker,
-so the model never waits on JPEG decode and the event loop never waits on either."""
+"""Bytes → descriptor: decoding in worker processes, inference in the batching worker thread,
+so the model never waits on JPEG decode and the event loop never waits on either.
+
+Decoding (entropy decode, resize, pHash, thumbnail) runs in processes, not threads: in threads
+it shares one GIL with the model's thread, which then waits to launch its kernels.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import functools
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 
-from dupdetect.decode import DecodedImage, decode
+from dupdetect.decode import DecodedImage, DecodeError, decode
 from dupdetect.embedding.model import Embedder
 from dupdetect.embedding.worker import EmbeddingWorker
 from dupdetect.settings import Settings
@@ -29,9 +37,15 @@ class EmbeddingPipeline:
         self.worker = EmbeddingWorker(
             self.embedder, batch_size=model.batch_size, batch_wait_ms=model.batch_wait_ms, queue_size=model.queue_size
         )
-        self._max_pixels = settings.limits.max_pixels
-        self._thumbnail = model.thumbnail_size
-        self._decoders = ThreadPoolExecutor(model.decode_workers, thread_name_prefix="dupdetect-decode")
+        self._decode = functools.partial(
+            decode, size=self.embedder.image_size, max_pixels=settings.limits.max_pixels, thumbnail=model.thumbnail_size
+        )
+        self.decode_workers = model.decode_workers or os.cpu_count() or 1
+        self._decoders = self._new_decoders()
+
+    def _new_decoders(self) -> ProcessPoolExecutor:
+        # spawn: forking a process whose torch already runs OpenMP threads can deadlock the child.
+        return ProcessPoolExecutor(self.decode_workers, mp_context=multiprocessing.get_context("spawn"))
 
     @property
     def model_name(self) -> str:
@@ -42,21 +56,24 @@ class EmbeddingPipeline:
         return self.embedder.dims
 
     def start(self) -> None:
-        """Blocking: loads the model (seconds), so call it in a thread from async code."""
+        """Blocking: loads the model and starts the decoders (seconds), so call it in a thread
+        from async code."""
         self.worker.start()
+        list(self._decoders.map(abs, range(self.decode_workers)))  # spawn them now, not on the first request
 
     def stop(self) -> None:
         self.worker.stop()
         self._decoders.shutdown(wait=True, cancel_futures=True)
 
     async def decode(self, data: bytes) -> DecodedImage:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decoders,
-            lambda: decode(
-                data, size=self.embedder.image_size, max_pixels=self._max_pixels, thumbnail=self._thumbnail
-            ),
-        )
+        decoders = self._decoders
+        try:
+            return await asyncio.get_running_loop().run_in_executor(decoders, self._decode, data)
+        except BrokenProcessPool as exc:  # a worker died (killed for memory): start fresh ones
+            if self._decoders is decoders:
+                self._decoders = self._new_decoders()
+                decoders.shutdown(wait=False, cancel_futures=True)
+            raise DecodeError("corrupt_image", "decoding this image stopped its decoder process") from exc
 
     async def embed(self, data: bytes) -> EmbeddedImage:
         """Raises DecodeError for bad bytes and Overloaded when the model queue is full."""

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torchvision import models
 
+from dupdetect.errors import OperatorError
+
 log = logging.getLogger(__name__)
 
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -26,7 +28,7 @@ def torchvision_url(model: str) -> str:
     return str(models.get_model_weights(model).IMAGENET1K_V1.url)  # type: ignore[attr-defined]
 
 
-class WeightsError(RuntimeError):
+class WeightsError(OperatorError):
     """No usable weights; the message says how to provide them."""
 
 

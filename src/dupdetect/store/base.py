@@ -140,9 +140,9 @@ class VectorStore(Protocol):
         """Per image of the (committed) request, candidates among the images stored by
         ingests that ``seen`` did not include: uploads that ran at the same time."""
 
-    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
         """Record late pairs (a pair already recorded either way round is kept as it is) and
-        mark the request settled."""
+        mark the request settled; returns the pairs newly recorded."""
 
     async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
         """Requests whose pairs may be incomplete (a crash after commit, a bulk load)."""

@@ -6,7 +6,10 @@ them commit in one transaction, so a GET after a POST always sees them.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -30,9 +33,10 @@ from dupdetect.store.base import (
 
 SUPPORTED_DIMS = (512, 1280, 2048)
 """One partial HNSW index per size (migration 0001)."""
-HASH_MATCHES_PER_BAND = 64
-"""Images taken per shared perceptual-hash band and query: bounds the cost when many flat or
-near-uniform images share a band value."""
+HNSW_OPTIONS = "m = 16, ef_construction = 64"
+"""pgvector's defaults, as migration 0001 built the indexes; chosen by bench/store.py (README,
+"Performance and scale"): at 100k rows ef_construction 32 ingests 15 % faster but its graph
+misses 0.5 % of near-copies at ef_search 100, where 64 finds them all."""
 
 _IMAGE_COLUMNS = (
     "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
@@ -50,33 +54,48 @@ def _candidates_sql(dims: int, queries: str, source: str) -> str:
     Each query yields at least one row (``id`` NULL when nothing is near), all carrying the
     snapshot the statement saw.
 
-    Parameters: $1 model, $2 vector neighbours, $3 matches per band; the caller's own from $4.
+    Every lookup takes at most $2 rows, so many copies of one image (or many flat images
+    sharing a hash band) cost no more than $2 candidates each.
+    Parameters: $1 model, $2 rows per lookup; the caller's own from $3.
     """
     vec = f"i.embedding::halfvec({dims})"
     comparable = f"vector_dims(i.embedding) = {dims} AND i.model = $1"
-    similarity = f"CASE WHEN {comparable} THEN 1 - ({vec} <=> q.vec) ELSE 0 END"
+    similarity = f"CASE WHEN {comparable} THEN 1 - ({vec} <=> q.vec) ELSE 0 END AS similarity"
     band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
     lookups = [
         # Same expression and predicate as the partial HNSW index, so the planner uses it.
-        f"SELECT i.id, 1 - ({vec} <=> q.vec) AS similarity FROM {source} i WHERE {comparable}"
+        f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i WHERE {comparable}"
         f" ORDER BY {vec} <=> q.vec LIMIT $2",
-        f"SELECT i.id, {similarity} FROM {source} i WHERE i.sha256 = q.sha256 LIMIT $2",
+        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 LIMIT $2",
     ] + [
-        f"SELECT i.id, {similarity} FROM {source} i WHERE i.phash IS NOT NULL"
-        f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT $3"
+        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL"
+        f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT $2"
         for b in range(BANDS)
     ]
     union = " UNION ALL ".join(f"({lookup})" for lookup in lookups)
     return f"""
-        SELECT q.n, c.similarity, {_IMAGE_COLUMNS}, pg_current_snapshot()::text AS seen
+        SELECT q.n, c.*, pg_current_snapshot()::text AS seen
         FROM {queries}
-        LEFT JOIN LATERAL (SELECT DISTINCT ON (u.id) u.id, u.similarity FROM ({union}) u) c ON true
-        LEFT JOIN images i ON i.id = c.id
+        LEFT JOIN LATERAL (SELECT DISTINCT ON (u.id) u.* FROM ({union}) u) c ON true
         WHERE c.id IS NULL OR (
             c.id IS DISTINCT FROM q.exclude
             AND NOT EXISTS (SELECT 1 FROM not_duplicates d
                             WHERE d.image_a = LEAST(q.exclude, c.id) AND d.image_b = GREATEST(q.exclude, c.id)))
     """
+
+
+_SETTLE_SQL = """
+    WITH added AS (
+        INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model)
+        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6
+        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[]) AS p(image_id, duplicate_id, similarity, kind)
+        WHERE EXISTS (SELECT 1 FROM images WHERE id = p.duplicate_id)
+          AND EXISTS (SELECT 1 FROM images WHERE id = p.image_id)
+        ON CONFLICT DO NOTHING  -- found by both sides, or already recorded the other way round
+        RETURNING 1
+    ), marked AS (UPDATE requests SET settled = true WHERE id = $1)
+    SELECT count(*) FROM added
+"""
 
 
 def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Candidate]]:
@@ -92,24 +111,47 @@ class PgVectorStore:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
         self.pool = pool
+        self.dims = dims
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
         self._search_sql = _candidates_sql(
             dims,
-            "unnest($4::halfvec[], $5::text[], $6::bigint[], $7::uuid[])"
+            "unnest($3::halfvec[], $4::text[], $5::bigint[], $6::uuid[])"
             " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
             "images",
         )
-        # Images stored by transactions that the snapshot $5 did not see: a few, compared directly.
+        # Images stored by transactions that the snapshot $4 did not see: a few, compared directly.
         self._concurrent_sql = (
-            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $4"
-            " AND (i.xact >= pg_snapshot_xmax($5::text::pg_snapshot)"
-            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip($5::text::pg_snapshot)))))"
+            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $3"
+            " AND (i.xact >= pg_snapshot_xmax($4::text::pg_snapshot)"
+            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip($4::text::pg_snapshot)))))"
         ) + _candidates_sql(
             dims,
             "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
-            " FROM images i WHERE i.request_id = $4 AND i.model = $1) q",
+            " FROM images i WHERE i.request_id = $3 AND i.model = $1) q",
             "late",
         )
+
+    @contextlib.asynccontextmanager
+    async def bulk_load(self, *, maintenance_mem: str = "1GB", options: str = HNSW_OPTIONS) -> AsyncIterator[None]:
+        """Load many rows without the HNSW index, then build it in one pass with parallel
+        workers: several times faster than inserting into the index row by row. Searches
+        meanwhile scan sequentially; meant for a new or mostly empty table."""
+        index = f"images_embedding_{self.dims}_hnsw_idx"
+        await self.pool.execute(f"DROP INDEX IF EXISTS {index}")
+        try:
+            yield
+        finally:
+            async with self.pool.acquire() as conn:
+                await conn.execute(f"SET maintenance_work_mem = '{maintenance_mem}'")
+                await conn.execute(f"SET max_parallel_maintenance_workers = {max(1, (os.cpu_count() or 2) - 1)}")
+                await conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {index} ON images USING hnsw ((embedding::halfvec({self.dims}))"
+                    f" halfvec_cosine_ops) WITH ({options}) WHERE vector_dims(embedding) = {self.dims}"
+                )
+                await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+
+    async def image_count(self) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM images"))
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -129,7 +171,7 @@ class PgVectorStore:
     async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
         rows = await self.pool.fetch(
             self._search_sql,
-            model, k, HASH_MATCHES_PER_BAND,
+            model, k,
             [HalfVector(q.vector) for q in queries], [q.sha256 for q in queries],
             [q.phash for q in queries], [q.exclude for q in queries],
         )
@@ -139,7 +181,7 @@ class PgVectorStore:
     async def concurrent_candidates(
         self, request_id: uuid.UUID, seen: str, *, model: str, k: int
     ) -> dict[uuid.UUID, list[Candidate]]:
-        rows = await self.pool.fetch(self._concurrent_sql, model, k, HASH_MATCHES_PER_BAND, request_id, seen)
+        rows = await self.pool.fetch(self._concurrent_sql, model, k, request_id, seen)
         return _grouped(rows, [row["n"] for row in rows])
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
@@ -194,30 +236,15 @@ class PgVectorStore:
                     records=[(p.image_id, p.duplicate_id, p.similarity, p.kind, model) for p in pairs],
                 )
 
-    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
-        for attempt in range(3):
-            try:
-                await self.pool.execute(
-                    """
-                    WITH added AS (
-                        INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model)
-                        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6
-                        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[])
-                             AS p(image_id, duplicate_id, similarity, kind)
-                        WHERE EXISTS (SELECT 1 FROM images WHERE id = p.duplicate_id)
-                          AND EXISTS (SELECT 1 FROM images WHERE id = p.image_id)
-                        ON CONFLICT DO NOTHING
-                    )
-                    UPDATE requests SET settled = true WHERE id = $1
-                    """,
-                    request_id,
-                    [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
-                    [p.similarity for p in pairs], [p.kind for p in pairs], model,
-                )
-                return
-            except asyncpg.ForeignKeyViolationError:  # an image was deleted meanwhile: look again
-                if attempt == 2:
-                    raise
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
+        arguments = (
+            request_id, [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
+            [p.similarity for p in pairs], [p.kind for p in pairs], model,
+        )
+        try:
+            return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
+        except asyncpg.ForeignKeyViolationError:  # an image was deleted in between: look again
+            return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
 
     async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
         rows = await self.pool.fetch(

@@ -212,8 +212,9 @@ class PineconeStore:
         """Never asked: :meth:`candidates` reports no snapshot."""
         return {}
 
-    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> None:
+    async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
         """Nothing to record: pairs are searched live."""
+        return 0
 
     async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
         return []
