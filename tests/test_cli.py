@@ -62,3 +62,47 @@ def test_migrate_up_and_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert "base (empty)" in down.stdout
     assert not _postgres_running(tmp_path)
+
+
+def _serve_fails(env: dict[str, str]) -> str:
+    """`dupdetect serve` that cannot start: exit 2 and one line on stderr; returns the line."""
+    result = subprocess.run([*DUPDETECT, "serve", "--port", str(free_port())], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dupdetect: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_start_up_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
+    missing_weights = _serve_fails(cli_env(
+        DUPDETECT_DATA_DIR=str(tmp_path / "a"), DUPDETECT_MODEL="resnet50", DUPDETECT_WEIGHTS_DOWNLOAD="false",
+        TORCH_HOME=str(tmp_path / "torch"),
+    ))
+    assert "resnet50" in missing_weights and "DUPDETECT_WEIGHTS_FILE" in missing_weights
+
+    unreachable = _serve_fails(cli_env(
+        DUPDETECT_DATA_DIR=str(tmp_path / "b"), DUPDETECT_DATABASE_URL=f"postgresql://x@127.0.0.1:{free_port()}/x",
+    ))
+    assert "cannot connect to PostgreSQL" in unreachable
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the data directory should be")
+    unwritable = _serve_fails(cli_env(DUPDETECT_DATA_DIR=str(blocked)))
+    assert "cannot start the embedded PostgreSQL" in unwritable and "DUPDETECT_DATA_DIR" in unwritable
+
+
+def test_two_first_starts_on_one_empty_database_both_come_up(tmp_path: Path, dsn: str) -> None:
+    """Migrations are serialised: the second process waits for the first, then finds the schema at head."""
+    ports = [free_port(), free_port()]
+    procs = [
+        start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(p))), p) for p in ports
+    ]
+    try:
+        for proc, port in zip(procs, ports, strict=True):
+            wait_ready(proc, port)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -34,11 +34,16 @@ def _provide_runtime(state: State) -> Runtime:
 class DupdetectPlugin(InitPluginProtocol):
     """Routes, dependencies, exception handlers and the runtime's lifespan, in one place."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.settings = settings
+        self.runtime = runtime
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        if self.runtime is not None:  # started and stopped by the caller (`dupdetect serve`)
+            app.state.runtime = self.runtime
+            yield
+            return
         started = time.perf_counter()
         async with running(self.settings) as runtime:
             app.state.runtime = runtime
@@ -66,6 +71,7 @@ class DupdetectPlugin(InitPluginProtocol):
         return app_config
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Also the ASGI factory for other servers: ``uvicorn --factory dupdetect.app:create_app``."""
-    return Litestar(plugins=[DupdetectPlugin(settings or Settings.from_env())])
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+    """Also the ASGI factory for other servers: ``uvicorn --factory dupdetect.app:create_app``
+    (the app then starts its runtime in its lifespan); ``runtime``: one already running."""
+    return Litestar(plugins=[DupdetectPlugin(settings or Settings.from_env(), runtime)])

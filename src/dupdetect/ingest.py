@@ -72,8 +72,10 @@ async def prepare(
     items: list[Item], *, pipeline: EmbeddingPipeline, fetcher: Fetcher
 ) -> tuple[list[NewImage], list[Outcome]]:
     """Fetch, decode and embed every item concurrently: the valid images, and every item's
-    outcome so far. Raises NoValidImages if none is valid, Overloaded when the model queue is full."""
-    prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
+    outcome so far. Raises NoValidImages if none is valid, and Overloaded, before any work, when
+    the model has no room for the request."""
+    with pipeline.admit(sum(item.error is None for item in items)):
+        prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
     for result in prepared:
         if isinstance(result, BaseException):
             raise result
@@ -98,7 +100,7 @@ async def ingest(
     fetcher: Fetcher,
     rules: Rules,
 ) -> IngestResult:
-    """Raises NoValidImages if nothing can be stored, and Overloaded when the model queue is full."""
+    """Raises NoValidImages if nothing can be stored, and Overloaded when the model has no room."""
     images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
     request_id = uuid.uuid4()
     found = await record_request(store, request_id, len(items), images, model=pipeline.model_name, rules=rules)

@@ -65,7 +65,15 @@ async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncE
 async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
     from dupdetect.store.pinecone import PineconeStore
 
-    store = await PineconeStore.open(settings.store, dims=dims, rules=Rules.from_settings(settings.duplicates))
+    try:
+        store = await PineconeStore.open(settings.store, dims=dims, rules=Rules.from_settings(settings.duplicates))
+    except ModelMismatch:
+        raise
+    except Exception as exc:  # the SDK raises many types (HTTP status, connection, auth)
+        raise StartupError(
+            f"cannot open the Pinecone index {settings.store.pinecone_index!r}: {exc}. Check"
+            " DUPDETECT_PINECONE_API_KEY, DUPDETECT_PINECONE_INDEX and DUPDETECT_PINECONE_HOST."
+        ) from exc
     stack.push_async_callback(store.close)
     return store
 

@@ -68,6 +68,8 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     """On CPU, bf16 batches of 8–16 run faster per image than 32 (bench/embed.py); raise it on GPUs."""
     batch_wait_ms: Annotated[float, Meta(ge=0.0)] = 10.0
     queue_size: Positive = 512
+    """Images of admitted requests not embedded yet; a request that does not fit is refused at
+    once (503 with Retry-After), before any of it is decoded."""
     decode_workers: Annotated[int, Meta(ge=0)] = 0
     """Processes decoding images (decode, resize, pHash, thumbnail) beside the model, each with
     its own GIL; 0 means one per CPU core."""
@@ -183,6 +185,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     settings = Settings(**groups)
     if settings.store.store == "pinecone" and not settings.store.pinecone_api_key:
         raise SettingsError("DUPDETECT_STORE=pinecone needs DUPDETECT_PINECONE_API_KEY")
+    if settings.model.queue_size < settings.limits.max_images_per_request:
+        raise SettingsError(
+            "DUPDETECT_QUEUE_SIZE must be at least DUPDETECT_MAX_IMAGES_PER_REQUEST: a request is admitted whole"
+        )
     if settings.database.pool_min_size > settings.database.pool_max_size:
         raise SettingsError("DUPDETECT_POOL_MIN_SIZE must not exceed DUPDETECT_POOL_MAX_SIZE")
     return settings

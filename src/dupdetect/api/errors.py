@@ -32,17 +32,22 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
 class ApiError(Exception):
     """Raised by handlers and domain code that knows the status and code of a failure."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: Any | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, details: Any | None = None) -> Response[ErrorResponse]:
+def error_response(
+    status: int, code: str, message: str, details: Any | None = None, headers: dict[str, str] | None = None
+) -> Response[ErrorResponse]:
     body = ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def error_responses(*documented: tuple[int, str]) -> dict[int, ResponseSpec]:
@@ -62,7 +67,7 @@ def _code_for(status: int) -> str:
 
 
 def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[ErrorResponse]:

@@ -95,7 +95,10 @@ class ImagesController(Controller):
                 422, "no_valid_images", "none of the images could be used", [_item(o) for o in exc.outcomes]
             ) from exc
         except Overloaded as exc:
-            raise ApiError(503, "overloaded", f"{exc}; retry in a few seconds") from exc
+            raise ApiError(
+                503, "overloaded", f"{exc}; retry in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from exc
         return IngestResponse(
             request_id=result.request_id, added=result.added, items=[_item(o) for o in result.outcomes]
         )

@@ -8,9 +8,12 @@ it shares one GIL with the model's thread, which then waits to launch its kernel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ import numpy as np
 
 from dupdetect.decode import DecodedImage, DecodeError, decode
 from dupdetect.embedding.model import Embedder
-from dupdetect.embedding.worker import EmbeddingWorker
+from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
 from dupdetect.settings import Settings
 
 
@@ -42,6 +45,9 @@ class EmbeddingPipeline:
         )
         self.decode_workers = model.decode_workers or os.cpu_count() or 1
         self._decoders = self._new_decoders()
+        self.capacity = model.queue_size
+        self.admitted = 0
+        """Images of admitted requests not embedded yet (the event loop's own count: no lock)."""
 
     def _new_decoders(self) -> ProcessPoolExecutor:
         # spawn: forking a process whose torch already runs OpenMP threads can deadlock the child.
@@ -64,6 +70,21 @@ class EmbeddingPipeline:
     def stop(self) -> None:
         self.worker.stop()
         self._decoders.shutdown(wait=True, cancel_futures=True)
+
+    @contextlib.contextmanager
+    def admit(self, images: int) -> Iterator[None]:
+        """Admit a request's images before any is fetched, decoded or embedded, or refuse it at
+        once (Overloaded): work that is admitted always finishes, none is thrown away."""
+        if self.admitted + images > self.capacity:
+            wait = math.ceil(self.admitted * self.worker.seconds_per_image)
+            raise Overloaded(
+                f"{self.admitted} images are already waiting for the model", retry_after=min(60, max(1, wait))
+            )
+        self.admitted += images
+        try:
+            yield
+        finally:
+            self.admitted -= images
 
     async def decode(self, data: bytes) -> DecodedImage:
         decoders = self._decoders

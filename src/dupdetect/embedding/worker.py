@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class Overloaded(RuntimeError):
-    """The queue is full: the caller should answer 503 and let the client retry."""
+    """No room for the work: the caller should answer 503 and let the client retry."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds until the work waiting now is done, by the model's recent speed."""
 
 
 @dataclass
@@ -45,6 +50,8 @@ class EmbeddingWorker:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.images = 0
+        self.seconds_per_image = 0.05
+        """Recent inference time per image (moving average), for Retry-After estimates."""
 
     def start(self) -> None:
         """Load the model (blocking) and start the thread."""
@@ -99,6 +106,7 @@ class EmbeddingWorker:
                 return
 
     def _infer(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             vectors = self.embedder.predict(np.stack([job.pixels for job in batch]))
         except Exception as exc:  # a model failure fails its batch, not the worker
@@ -106,6 +114,7 @@ class EmbeddingWorker:
             for job in batch:
                 job.loop.call_soon_threadsafe(_fail, job.future, exc)
             return
+        self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * (time.perf_counter() - started) / len(batch)
         self.batches += 1
         self.images += len(batch)
         IMAGES_EMBEDDED.inc(len(batch))
