@@ -156,7 +156,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 send, known = http_client(args.url.rstrip("/"), session)
                 report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
         else:
-            async with running(settings) as runtime:
+            async with running(settings, sweep=False) as runtime:
                 report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
         return _summary(
             f"{report.added} added ({report.duplicates} duplicate pairs found), "
@@ -182,7 +182,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             database=msgspec.structs.replace(settings.database, database_url=None, data_dir=data_dir),
             store=msgspec.structs.replace(settings.store, store="pgvector"),
         )
-        async with running(scratch) as runtime:
+        async with running(scratch, sweep=False) as runtime:
             report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
             groups = connected_groups(await runtime.store.recorded_pairs())
             images = {i.id: i for i in await runtime.store.get_images([m for g in groups for m in g])}

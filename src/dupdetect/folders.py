@@ -50,9 +50,9 @@ class Progress:
     def advance(self, count: int, detail: str = "") -> None:
         self.done += count
         width = 30
-        filled = width * self.done // max(self.total, 1)
+        filled = width * min(self.done, self.total) // max(self.total, 1)
         rate = self.done / max(time.monotonic() - self.started, 1e-6)
-        eta = (self.total - self.done) / rate if rate else 0.0
+        eta = max(self.total - self.done, 0) / rate if rate else 0.0
         sys.stderr.write(
             f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
             f"  {detail}  {rate:.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"

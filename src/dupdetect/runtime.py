@@ -79,8 +79,11 @@ async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncE
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Runtime]:
-    """Start everything the service needs, in order; stop it in reverse, also on failure."""
+async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Runtime]:
+    """Start everything the service needs, in order; stop it in reverse, also on failure.
+
+    ``sweep``: settle cut-off requests in the background (a service does; the folder commands
+    run their own k-NN pass, and must not search while a bulk load has the index dropped)."""
     async with contextlib.AsyncExitStack() as stack:
         pipeline = EmbeddingPipeline(settings)
         try:
@@ -93,8 +96,10 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             raise StartupError(str(exc)) from exc
         fetcher = Fetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
         stack.push_async_callback(fetcher.close)
-        sweeper = asyncio.create_task(_settle_forever(store, pipeline.model_name, Rules.from_settings(settings.duplicates)))
-        stack.callback(sweeper.cancel)
+        if sweep:
+            rules = Rules.from_settings(settings.duplicates)
+            sweeper = asyncio.create_task(_settle_forever(store, pipeline.model_name, rules))
+            stack.callback(sweeper.cancel)
         yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher)
 
 
