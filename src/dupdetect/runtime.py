@@ -16,12 +16,15 @@ from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.errors import OperatorError
 from dupdetect.fetch import Fetcher
+from dupdetect.observability import STORE_UP
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
 
+SUPERVISE_EVERY_S = 0.5
+"""How often the embedded PostgreSQL is checked for life."""
 SETTLE_EVERY_S = 60.0
 """How often unsettled requests (an ingest killed between its commit and its concurrent
 check, or a bulk load cut off before its k-NN pass) get their missing pairs searched."""
@@ -58,8 +61,33 @@ async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncE
     await _prepare_schema(server.dsn, settings)
     pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
     stack.push_async_callback(pool.close)
+    if server.embedded is not None:
+        supervisor = asyncio.create_task(_supervise(server))
+        stack.callback(supervisor.cancel)  # before the server stops: a stop is not a death
     log.info("database ready: %s", server.describe())
     return PgVectorStore(pool, dims=dims)
+
+
+async def _supervise(server: DatabaseServer) -> None:
+    """Restart the embedded PostgreSQL when it dies, with backoff. Meanwhile requests answer 503
+    store_unavailable; the pool reconnects by itself once it is back."""
+    delay = SUPERVISE_EVERY_S
+    while True:
+        await asyncio.sleep(delay)
+        if server.alive():
+            delay = SUPERVISE_EVERY_S
+            continue
+        STORE_UP.set(0)
+        log.error("the embedded PostgreSQL is not running; restarting it")
+        try:
+            await asyncio.to_thread(server.restart)
+        except Exception as exc:  # e.g. its old backends still hold shared memory: try again later
+            delay = min(delay * 2, 10.0)
+            log.error("restarting the embedded PostgreSQL failed (%s); next try in %.0f s", exc, delay)
+        else:
+            STORE_UP.set(1)
+            log.warning("the embedded PostgreSQL is running again")
+            delay = SUPERVISE_EVERY_S
 
 
 async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:

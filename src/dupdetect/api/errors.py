@@ -7,11 +7,13 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 
+from dupdetect.observability import STORE_UP
 from dupdetect.store.base import Unsupported
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,21 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
+STORE_DOWN: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # the connection broke mid-statement
+    asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
+    OSError,  # refused, reset, socket gone
+)
+
+
+def handle_store_down(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    STORE_UP.set(0)
+    log.warning("database unavailable: %s", exc)
+    return error_response(
+        503, "store_unavailable", "the database is not answering; retry shortly", headers={"Retry-After": "2"}
+    )
+
+
 def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[ErrorResponse]:
     return error_response(501, "not_supported", str(exc))
 
@@ -90,6 +107,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
+    **{kind: handle_store_down for kind in STORE_DOWN},
     Unsupported: handle_unsupported,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

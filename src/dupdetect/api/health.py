@@ -9,6 +9,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.observability import STORE_UP
 from dupdetect.runtime import Runtime
 
 
@@ -40,5 +41,10 @@ class HealthController(Controller):
             async with asyncio.timeout(2):
                 await runtime.store.ping()
         except Exception as exc:
-            raise ApiError(503, "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}") from exc
+            STORE_UP.set(0)
+            raise ApiError(
+                503, "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}",
+                headers={"Retry-After": "2"},
+            ) from exc
+        STORE_UP.set(1)
         return Readiness(status="ready", store=runtime.settings.store.store, model=runtime.pipeline.model_name)

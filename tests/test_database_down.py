@@ -1,0 +1,60 @@
+"""The embedded PostgreSQL killed under a running service: clean 503s, then recovery by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import psutil
+
+from dupdetect.settings import DatabaseSettings, Settings
+from tests.conftest import serving
+from tests.photos import jpeg
+
+
+def _postmaster(pgdata: Path) -> psutil.Process:
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and "-D" in cmdline and str(pgdata) in cmdline:
+            return proc
+    raise AssertionError(f"no postmaster for {pgdata}")
+
+
+async def _post(http: aiohttp.ClientSession, base_url: str) -> tuple[int, dict, dict[str, str]]:
+    form = aiohttp.FormData()
+    form.add_field("files", jpeg("coffee"), filename="coffee.jpg")
+    async with http.post(f"{base_url}/images", data=form) as resp:
+        return resp.status, await resp.json(), dict(resp.headers)
+
+
+async def test_a_killed_database_answers_503_and_comes_back_without_a_restart(
+    settings: Settings, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    embedded = msgspec.structs.replace(settings, database=DatabaseSettings(data_dir=tmp_path))
+    async with serving(embedded) as base_url:
+        status, first, _ = await _post(http, base_url)
+        assert status == 201
+        os.kill(_postmaster(tmp_path / "postgres").pid, signal.SIGKILL)
+
+        status, body, headers = await _post(http, base_url)
+        assert status == 503, body  # never a 500
+        assert body["error"]["code"] == "store_unavailable" and int(headers["Retry-After"]) >= 1
+
+        killed = time.monotonic()
+        while True:  # back by itself, within the 10 s the operations target allows
+            status, body, _ = await _post(http, base_url)
+            if status == 201:
+                break
+            assert status == 503 and body["error"]["code"] == "store_unavailable", body
+            assert time.monotonic() - killed < 10, "not recovered within 10 s"
+            await asyncio.sleep(0.2)
+        async with http.get(f"{base_url}/ready") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base_url}/duplicates/{body['request_id']}") as resp:
+            found = (await resp.json())["images"][0]["duplicates"]
+        assert [d["request_id"] for d in found] == [first["request_id"]]  # nothing committed was lost
