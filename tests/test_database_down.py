@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -12,6 +13,7 @@ import aiohttp
 import msgspec
 import psutil
 
+from dupdetect.database import DatabaseServer
 from dupdetect.settings import DatabaseSettings, Settings
 from tests.conftest import serving
 from tests.photos import jpeg
@@ -58,3 +60,31 @@ async def test_a_killed_database_answers_503_and_comes_back_without_a_restart(
         async with http.get(f"{base_url}/duplicates/{body['request_id']}") as resp:
             found = (await resp.json())["images"][0]["duplicates"]
         assert [d["request_id"] for d in found] == [first["request_id"]]  # nothing committed was lost
+
+
+def _pg_processes(pgdata: Path) -> list[psutil.Process]:
+    return [
+        proc for proc in psutil.process_iter(["name", "cmdline"])
+        if proc.info["name"] == "postgres" and str(pgdata) in " ".join(proc.info["cmdline"] or [])
+    ]
+
+
+def test_bookkeeping_left_by_crashes_does_not_keep_or_block_the_database(tmp_path: Path) -> None:
+    settings = DatabaseSettings(data_dir=tmp_path)
+    pgdata = tmp_path / "postgres"
+    DatabaseServer.start(settings).stop()
+
+    # A service killed with -9 left its PID among the database's users...
+    dead = psutil.Popen(["true"])
+    dead.wait()
+    (pgdata / ".handle_pids.json").write_text(json.dumps([dead.pid]))
+    # ...and a crashed postmaster left postmaster.pid naming a PID that is now another process.
+    fields = [os.getpid(), pgdata, int(time.time()), 5432, pgdata, "", "0 0", "ready   "]
+    (pgdata / "postmaster.pid").write_text("".join(f"{field}\n" for field in fields))
+
+    started = time.monotonic()
+    server = DatabaseServer.start(settings)
+    assert time.monotonic() - started < 8  # no 10 s wait for a server that is not there
+    assert _pg_processes(pgdata)
+    server.stop()
+    assert not _pg_processes(pgdata)  # the last live user stopped it

