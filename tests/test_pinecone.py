@@ -40,7 +40,7 @@ def new_image(position: int, vector: np.ndarray) -> NewImage:
 async def resnet_sized_index() -> AsyncIterator[tuple[FakeIndex, PineconeStore]]:
     async with fake_pinecone(dimension=2048) as (index, url):
         settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
-        store = await PineconeStore.open(settings, dims=2048, rules=RULES)
+        store = await PineconeStore.open(settings, dims=2048, model="m", rules=RULES)
         try:
             yield index, store
         finally:
@@ -65,7 +65,7 @@ async def test_wrong_dimension_is_refused_at_start(resnet_sized_index: tuple[Fak
     index, store = resnet_sized_index
     settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=store.index.host)
     with pytest.raises(Exception, match="2048 dimensions; the model makes 1280"):
-        await PineconeStore.open(settings, dims=1280, rules=RULES)
+        await PineconeStore.open(settings, dims=1280, model="m", rules=RULES)
 
 
 async def test_the_stand_in_is_strict() -> None:

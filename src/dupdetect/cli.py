@@ -147,14 +147,15 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from dupdetect.folders import http_client, ingest_folder, ingest_folder_locally
+    from dupdetect.folders import http_client, image_files, ingest_folder, ingest_folder_locally
     from dupdetect.runtime import running
 
     async def run() -> int:
         if args.url:
             async with aiohttp.ClientSession() as session:
                 send, known = http_client(args.url.rstrip("/"), session)
-                report = await ingest_folder(args.folder, send=send, known=known, batch=args.batch)
+                files = list(image_files(args.folder))
+                report = await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch)
         else:
             async with running(settings, sweep=False) as runtime:
                 report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)

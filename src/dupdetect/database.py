@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 from pgvector.asyncpg import register_vector
 
 from dupdetect.errors import OperatorError
@@ -57,13 +58,8 @@ class DatabaseServer:
         """False when the embedded server's postmaster is gone (killed, crashed, disk full)."""
         if self.embedded is None:
             return True
-        import psutil
-
         info = self.embedded.get_postmaster_info()  # type: ignore[attr-defined]
-        try:
-            return info is not None and info.process is not None and info.process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
+        return info is not None and info.process is not None and _running(info.process.pid)
 
     def restart(self) -> None:
         """Blocking: start the embedded server again on the same data (after it died); it
@@ -123,8 +119,6 @@ def _forget_the_dead(pgdata: Path) -> None:
     """Repair the embedded server's bookkeeping after a crash (kill -9 of the service or of the
     database): users that are gone no longer keep it running after the last one stops, and a
     postmaster.pid whose PID now belongs to another process no longer blocks the start."""
-    import psutil
-
     users = pgdata / ".handle_pids.json"
     if users.exists():
         pids = json.loads(users.read_text() or "[]")
@@ -147,8 +141,6 @@ def _forget_the_dead(pgdata: Path) -> None:
 
 
 def _running(pid: int) -> bool:
-    import psutil
-
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

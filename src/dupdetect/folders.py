@@ -76,9 +76,11 @@ Sender = Callable[[list[tuple[str, bytes]]], Awaitable[dict]]
 Lookup = Callable[[list[str]], Awaitable[set[str]]]
 
 
-async def ingest_folder(folder: Path, *, send: Sender, known: Lookup, batch: int) -> IngestReport:
-    """Send every image under ``folder`` not stored yet (by SHA-256), ``batch`` files a request."""
-    files = list(image_files(folder))
+async def ingest_folder(
+    folder: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int
+) -> IngestReport:
+    """Send each of ``files`` (under ``folder``, which names them) not stored yet (by SHA-256),
+    ``batch`` files a request."""
     report = IngestReport()
     progress = Progress(len(files), "ingest")
     for start in range(0, len(files), batch):
@@ -158,14 +160,15 @@ async def ingest_folder_locally(folder: Path, runtime: Runtime, *, batch: int) -
     """``dupdetect ingest DIR`` / ``scan DIR`` in-process: bulk load, then one k-NN pass.
     Interrupted, it resumes: stored files are skipped by SHA-256, unsettled requests searched."""
     store = runtime.store
+    files = list(image_files(folder))
     send, known = local_client(runtime)
     bulk: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if isinstance(store, PgVectorStore):
         stored = await store.image_count()
-        if stored < BULK_INDEX_ROWS and stored < sum(1 for _ in image_files(folder)):
+        if stored < BULK_INDEX_ROWS and stored < len(files):
             bulk = store.bulk_load()
     async with bulk:
-        report = await ingest_folder(folder, send=send, known=known, batch=batch)
+        report = await ingest_folder(folder, files, send=send, known=known, batch=batch)
     report.duplicates = await find_pairs(runtime, report.added)
     return report
 

@@ -55,7 +55,9 @@ async def _prepare_schema(dsn: str, settings: Settings) -> None:
         )
 
 
-async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
+async def _open_pgvector(
+    settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack
+) -> VectorStore:
     server = await asyncio.to_thread(DatabaseServer.start, settings.database)
     stack.callback(server.stop)
     await _prepare_schema(server.dsn, settings)
@@ -65,7 +67,7 @@ async def _open_pgvector(settings: Settings, dims: int, stack: contextlib.AsyncE
         supervisor = asyncio.create_task(_supervise(server))
         stack.callback(supervisor.cancel)  # before the server stops: a stop is not a death
     log.info("database ready: %s", server.describe())
-    return PgVectorStore(pool, dims=dims)
+    return PgVectorStore(pool, dims=pipeline.dims)
 
 
 async def _supervise(server: DatabaseServer) -> None:
@@ -90,11 +92,16 @@ async def _supervise(server: DatabaseServer) -> None:
             delay = SUPERVISE_EVERY_S
 
 
-async def _open_pinecone(settings: Settings, dims: int, stack: contextlib.AsyncExitStack) -> VectorStore:
+async def _open_pinecone(
+    settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack
+) -> VectorStore:
     from dupdetect.store.pinecone import PineconeStore
 
     try:
-        store = await PineconeStore.open(settings.store, dims=dims, rules=Rules.from_settings(settings.duplicates))
+        store = await PineconeStore.open(
+            settings.store, dims=pipeline.dims, model=pipeline.model_name,
+            rules=Rules.from_settings(settings.duplicates),
+        )
     except ModelMismatch:
         raise
     except Exception as exc:  # the SDK raises many types (HTTP status, connection, auth)
@@ -116,7 +123,7 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
         pipeline = EmbeddingPipeline(settings)
         try:
             open_store = _open_pinecone if settings.store.store == "pinecone" else _open_pgvector
-            store = await open_store(settings, pipeline.dims, stack)
+            store = await open_store(settings, pipeline, stack)
             await store.check_model(pipeline.model_name, settings.model.allow_model_change)
             await asyncio.to_thread(pipeline.start)
             stack.callback(pipeline.stop)

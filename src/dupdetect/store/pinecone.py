@@ -113,18 +113,20 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
-    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, rules: Rules) -> None:
+    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str, rules: Rules) -> None:
         self.index = index
         self.namespace = namespace
+        self.model = model
         self.rules = rules
-        """The defaults, for GET /duplicates without a threshold (nothing is recorded)."""
+        """The model and the default rules, for GET /duplicates without a threshold (nothing
+        is recorded, so it searches live)."""
         # JSON floats are ~10 bytes each; leave room for metadata and the envelope.
         self.batch_size = max(1, min(1000, MAX_UPSERT_BYTES // 2 // (dims * 12 + 1024)))
         self._probe = np.zeros(dims, dtype=np.float32)
         self._probe[0] = 1.0  # Pinecone rejects all-zero query vectors: metadata lookups use this
 
     @classmethod
-    async def open(cls, settings: StoreSettings, *, dims: int, rules: Rules) -> PineconeStore:
+    async def open(cls, settings: StoreSettings, *, dims: int, model: str, rules: Rules) -> PineconeStore:
         assert settings.pinecone_api_key
         if settings.pinecone_host:
             index = AsyncIndex(host=settings.pinecone_host, api_key=settings.pinecone_api_key)
@@ -140,7 +142,7 @@ class PineconeStore:
                     )
                 host = (await pc.describe_index(settings.pinecone_index)).host
             index = AsyncIndex(host=host, api_key=settings.pinecone_api_key)
-        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, rules=rules)
+        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, model=model, rules=rules)
         stats = await index.describe_index_stats()
         if stats.dimension is not None and stats.dimension != dims:
             await index.close()
@@ -273,8 +275,7 @@ class PineconeStore:
 
     async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
         """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
-        images = await self.request_images(request_id)
-        return await for_request(self, request_id, model=images[0][0].model, rules=self.rules, live=True)
+        return await for_request(self, request_id, model=self.model, rules=self.rules, live=True)
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
         """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
