@@ -113,7 +113,7 @@ async def test_an_ingest_cut_off_before_its_concurrent_check_gets_its_pairs_late
         )
         cut_off = uuid.uuid4()
         await runtime.store.add_request(cut_off, 1, images, [], model=model)
-        assert await runtime.store.unsettled_requests(older_than_s=0) == [cut_off]
+        assert await runtime.store.unsettled_requests(older_than_s=0) == [("default", cut_off)]
 
         assert await settle_pending(runtime.store, model=model, rules=rules, older_than_s=0) == (1, 1)
         [(_, matches)] = await runtime.store.recorded_duplicates(cut_off)

@@ -88,3 +88,32 @@ def test_bookkeeping_left_by_crashes_does_not_keep_or_block_the_database(tmp_pat
     assert _pg_processes(pgdata)
     server.stop()
     assert not _pg_processes(pgdata)  # the last live user stopped it
+
+
+async def test_an_external_database_restarted_by_its_operator_is_reconnected(
+    settings: Settings, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    database = DatabaseServer.start(DatabaseSettings(data_dir=tmp_path))  # "external": not ours to restart
+    try:
+        external = msgspec.structs.replace(settings, database=DatabaseSettings(database_url=database.dsn))
+        async with serving(external) as base_url:
+            status, first, _ = await _post(http, base_url)
+            assert status == 201
+            postmaster = _postmaster(tmp_path / "postgres")
+            postmaster.send_signal(signal.SIGKILL)
+            for _ in range(2):  # every pooled connection broke: each answers 503, none 500
+                status, body, headers = await _post(http, base_url)
+                assert status == 503 and body["error"]["code"] == "store_unavailable", body
+                assert int(headers["Retry-After"]) >= 1
+            async with http.get(f"{base_url}/ready") as resp:
+                assert resp.status == 503
+
+            await asyncio.to_thread(postmaster.wait, 10)
+            await asyncio.to_thread(database.restart)  # the operator brings it back
+            status, body, _ = await _post(http, base_url)  # dupdetect was not restarted
+            assert status == 201, body
+            async with http.get(f"{base_url}/duplicates/{body['request_id']}") as resp:
+                found = (await resp.json())["images"][0]["duplicates"]
+            assert [d["request_id"] for d in found] == [first["request_id"]]
+    finally:
+        database.stop()

@@ -16,10 +16,13 @@ from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
+from dupdetect.api.auth import metrics_guard, provide_store
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
 from dupdetect.api.images import ImagesController
 from dupdetect.api.review import ReviewController
+from dupdetect.api.shutdown import cut_off_answers
+from dupdetect.api.trust import trusted_requests
 from dupdetect.observability import request_ids
 from dupdetect.runtime import Runtime, running
 from dupdetect.settings import Settings
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 
 def _provide_runtime(state: State) -> Runtime:
     return state.runtime  # type: ignore[no-any-return]
+
+
+class MetricsController(PrometheusController):
+    guards = [metrics_guard]  # noqa: RUF012 - Litestar reads it from the class
 
 
 class DupdetectPlugin(InitPluginProtocol):
@@ -56,10 +63,13 @@ class DupdetectPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         prometheus = PrometheusConfig(app_name="dupdetect", prefix="dupdetect_http", group_path=True)
-        app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, PrometheusController])
-        app_config.middleware[:0] = [request_ids, prometheus.middleware]
+        app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, MetricsController])
+        app_config.middleware[:0] = [
+            request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
+        ]
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
+        app_config.dependencies["store"] = Provide(provide_store)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)
         app_config.openapi_config = OpenAPIConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from pathlib import Path
@@ -48,9 +49,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 log_level=server.log_level,
                 log_config=None,  # keep our JSON logging; the app writes one access line per request
                 access_log=False,
-                timeout_graceful_shutdown=10,
+                timeout_graceful_shutdown=math.ceil(server.shutdown_grace),
             )
-            await uvicorn.Server(config).serve()
+            http = uvicorn.Server(config)
+            await http.serve()
+            if http.server_state.tasks:  # cut off by the grace, finishing a write they had begun
+                await asyncio.wait(http.server_state.tasks, timeout=10)
 
     stops = (signal.SIGINT, signal.SIGTERM)
     # uvicorn handles signals while it serves, then hands them back to these handlers.
@@ -81,6 +85,35 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         database.stop()
     return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Against the service's own database (same DUPDETECT_DATA_DIR / DUPDETECT_DATABASE_URL)."""
+    import contextlib
+
+    from dupdetect.keys import KeyRegistry
+    from dupdetect.runtime import open_database
+
+    async def run() -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            registry = KeyRegistry(await open_database(settings, stack))
+            if args.action == "create":
+                issued = await registry.create(args.collection, args.label)
+                print(f"dupdetect: key {issued.key.id} opens collection {issued.key.collection!r}."
+                      " Keep it now; it is not shown again:")
+                print(issued.token)
+            elif args.action == "list":
+                for key in await registry.list():
+                    state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+                    print(f"{key.id}  {key.collection}  {key.created_at:%Y-%m-%d %H:%M}  {state}  {key.label}")
+            elif not await registry.revoke(args.key_id):
+                print(f"dupdetect: error: no key {args.key_id!r} (see `dupdetect keys list`)", file=sys.stderr)
+                return 1
+            else:
+                print(f"dupdetect: key {args.key_id} revoked")
+        return 0
+
+    return asyncio.run(run())
 
 
 def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
@@ -148,17 +181,20 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
     from dupdetect.folders import http_client, image_files, ingest_folder, ingest_folder_locally
+    from dupdetect.keys import check_collection
     from dupdetect.runtime import running
 
     async def run() -> int:
         if args.url:
             async with aiohttp.ClientSession() as session:
-                send, known = http_client(args.url.rstrip("/"), session)
+                send, known = http_client(args.url.rstrip("/"), session, args.api_key)
                 files = list(image_files(args.folder))
                 report = await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch)
         else:
             async with running(settings, sweep=False) as runtime:
-                report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
+                report = await ingest_folder_locally(
+                    args.folder, runtime, batch=args.batch, collection=check_collection(args.collection)
+                )
         return _summary(
             f"{report.added} added ({report.duplicates} duplicate pairs found), "
             f"{report.skipped} already stored, {len(report.failed)} failed",
@@ -230,6 +266,8 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("folder", type=Path)
     ing.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
     ing.add_argument("--batch", type=int, default=32, help="images per request")
+    ing.add_argument("--api-key", help="with --url: the key of the collection to add to, if the service needs one")
+    ing.add_argument("--collection", default="default", help="without --url: the collection to add to")
     ing.set_defaults(run=_ingest)
 
     scan = commands.add_parser("scan", help="find duplicates in a folder and write an HTML report")
@@ -237,6 +275,16 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--report", type=Path, default=Path("dupdetect-report.html"))
     scan.add_argument("--batch", type=int, default=32, help="images per batch")
     scan.set_defaults(run=_scan)
+
+    keys_cmd = commands.add_parser("keys", help="API keys: each opens one collection")
+    keys_sub = keys_cmd.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="a new key; printed once, as the last line")
+    create.add_argument("--collection", required=True, help="created if new: a-z, 0-9, '_', '-'")
+    create.add_argument("--label", default="", help="who or what uses it")
+    keys_sub.add_parser("list", help="every key, without its secret")
+    revoke = keys_sub.add_parser("revoke", help="a key stops working at once")
+    revoke.add_argument("key_id")
+    keys_cmd.set_defaults(run=_keys)
 
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)

@@ -68,6 +68,8 @@ class DatabaseServer:
         server = self.embedded
         with server._lock:  # type: ignore[attr-defined]  # the package's own start, minus its instance cache
             server.ensure_postgres_running()  # type: ignore[attr-defined]
+        if not self.alive():  # the dead postmaster is not reaped yet (a zombie), so nothing started
+            raise DatabaseError(f"the embedded PostgreSQL in {server.pgdata} did not start again yet")  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         if self.embedded is not None:

@@ -17,6 +17,8 @@ Stores only fetch candidates (:meth:`VectorStore.candidates`) and write; this mo
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -27,6 +29,8 @@ import numpy as np
 from dupdetect.perceptual import hamming
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, StoredImage, VectorStore
+
+log = logging.getLogger(__name__)
 
 _TIER: dict[Kind, int] = {"exact": 0, "near_exact": 1, "near": 2}
 
@@ -119,16 +123,41 @@ async def record_request(
         classify(query, [*candidates, *same_request], rules)
         for query, candidates, same_request in zip(queries, search.found, earlier, strict=True)
     ]
+    write = _write_request(store, request_id, submitted, images, queries, found, search.seen, model=model, rules=rules)
+    return await _finish_despite_cancel(asyncio.ensure_future(write))
+
+
+async def _finish_despite_cancel(task: asyncio.Future[list[list[Match]]]) -> list[list[Match]]:
+    """Once a request's write has begun, a cancellation (a shutdown's grace running out) waits
+    for it, milliseconds, instead of leaving a stored request whose client was told it failed."""
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        result = await task
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return result
+
+
+async def _write_request(
+    store: VectorStore, request_id: uuid.UUID, submitted: int, images: list[NewImage], queries: list[Query],
+    found: list[list[Match]], seen: str | None, *, model: str, rules: Rules,
+) -> list[list[Match]]:
     await store.add_request(request_id, submitted, images, _pairs((i.id for i in images), found), model=model)
-    late: list[Pair] = []
-    if search.seen is not None:
-        concurrent = await store.concurrent_candidates(request_id, search.seen, model=model, k=rules.neighbours)
-        for i, (image, query) in enumerate(zip(images, queries, strict=True)):
-            known = {match.image.id for match in found[i]}
-            extra = [m for m in classify(query, concurrent.get(image.id, []), rules) if m.image.id not in known]
-            late += _pairs([image.id], [extra])
-            found[i] = sorted(found[i] + extra, key=_rank)[: rules.top_k]
-    await store.settle(request_id, late, model=model)
+    try:
+        late: list[Pair] = []
+        if seen is not None:
+            concurrent = await store.concurrent_candidates(request_id, seen, model=model, k=rules.neighbours)
+            for i, (image, query) in enumerate(zip(images, queries, strict=True)):
+                known = {match.image.id for match in found[i]}
+                extra = [m for m in classify(query, concurrent.get(image.id, []), rules) if m.image.id not in known]
+                late += _pairs([image.id], [extra])
+                found[i] = sorted(found[i] + extra, key=_rank)[: rules.top_k]
+        await store.settle(request_id, late, model=model)
+    except Exception:  # committed: the request is stored, whatever fails now (the database died)
+        log.warning("request %s is stored; its check against concurrent uploads is left to the sweeper",
+                    request_id, exc_info=True)
     return found
 
 
@@ -157,10 +186,11 @@ async def settle_pending(
     concurrent comparison, or a bulk load): one batched k-NN search per request, every pair
     once. Returns (requests settled, pairs newly recorded)."""
     settled = pairs = 0
-    for request_id in await store.unsettled_requests(older_than_s):
-        stored = await store.request_images(request_id)
-        found = await _search_stored(store, stored, model=model, rules=rules)
-        pairs += await store.settle(request_id, _pairs(found.keys(), found.values()), model=model)
+    for collection, request_id in await store.unsettled_requests(older_than_s):
+        scoped = store.scoped(collection)
+        stored = await scoped.request_images(request_id)
+        found = await _search_stored(scoped, stored, model=model, rules=rules)
+        pairs += await scoped.settle(request_id, _pairs(found.keys(), found.values()), model=model)
         settled += 1
         if progress is not None:
             progress(len(stored))

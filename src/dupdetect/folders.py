@@ -21,6 +21,7 @@ from dupdetect.duplicates import Rules, settle_pending
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
+from dupdetect.store.base import DEFAULT_COLLECTION, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
 
 
@@ -106,25 +107,26 @@ async def ingest_folder(
     return report
 
 
-def http_client(base_url: str, session: aiohttp.ClientSession) -> tuple[Sender, Lookup]:
-    """Talk to a running ``dupdetect serve``."""
+def http_client(base_url: str, session: aiohttp.ClientSession, api_key: str | None = None) -> tuple[Sender, Lookup]:
+    """Talk to a running ``dupdetect serve`` (with the key of a collection when it needs one)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def send(files: list[tuple[str, bytes]]) -> dict:
         form = aiohttp.FormData()
         for name, payload in files:
             form.add_field("files", payload, filename=name)
-        async with session.post(f"{base_url}/images", data=form) as response:
+        async with session.post(f"{base_url}/images", data=form, headers=headers) as response:
             return await response.json()
 
     async def known(hashes: list[str]) -> set[str]:
-        async with session.post(f"{base_url}/images/known", json={"sha256": hashes}) as response:
+        async with session.post(f"{base_url}/images/known", json={"sha256": hashes}, headers=headers) as response:
             response.raise_for_status()
             return set((await response.json())["sha256"])
 
     return send, known
 
 
-def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
+def local_client(runtime: Runtime, store: VectorStore) -> tuple[Sender, Lookup]:
     """The bulk path, in this process (no server needed): each batch is stored as it is
     embedded, without searching (COPY, request left unsettled); :func:`find_pairs` then finds
     every pair in one batched k-NN pass."""
@@ -141,12 +143,12 @@ def local_client(runtime: Runtime) -> tuple[Sender, Lookup]:
         ]}
         if images:
             request_id = uuid.uuid4()
-            await runtime.store.add_request(request_id, len(items), images, [], model=runtime.pipeline.model_name)
+            await store.add_request(request_id, len(items), images, [], model=runtime.pipeline.model_name)
             answer["request_id"] = str(request_id)
         return answer
 
     async def known(hashes: list[str]) -> set[str]:
-        return await runtime.store.known_sha256(hashes)
+        return await store.known_sha256(hashes)
 
     return send, known
 
@@ -156,12 +158,14 @@ BULK_INDEX_ROWS = 100_000
 index, which is then built in one parallel pass (faster than inserting row by row)."""
 
 
-async def ingest_folder_locally(folder: Path, runtime: Runtime, *, batch: int) -> IngestReport:
+async def ingest_folder_locally(
+    folder: Path, runtime: Runtime, *, batch: int, collection: str = DEFAULT_COLLECTION
+) -> IngestReport:
     """``dupdetect ingest DIR`` / ``scan DIR`` in-process: bulk load, then one k-NN pass.
     Interrupted, it resumes: stored files are skipped by SHA-256, unsettled requests searched."""
-    store = runtime.store
+    store = runtime.store.scoped(collection)
     files = list(image_files(folder))
-    send, known = local_client(runtime)
+    send, known = local_client(runtime, store)
     bulk: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if isinstance(store, PgVectorStore):
         stored = await store.image_count()

@@ -19,6 +19,7 @@ from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
 from dupdetect.duplicates import Rules, search_again
+from dupdetect.store.base import StoredImage
 from dupdetect.store.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,12 @@ async def reembed(
     delete_missing: bool,
 ) -> ReembedReport:
     report = ReembedReport()
-    stale = await store.stale_images(pipeline.model_name)
+    stale: list[tuple[PgVectorStore, StoredImage]] = []
+    for collection in await store.collections():  # each image is searched again in its own
+        scoped = store.scoped(collection)
+        stale += [(scoped, image) for image in await scoped.stale_images(pipeline.model_name)]
     by_sha = files_by_sha256(originals) if originals is not None else {}
-    for image in stale:
+    for home, image in stale:
         data: bytes | None = None
         if image.sha256 in by_sha:
             data = by_sha[image.sha256].read_bytes()
@@ -78,13 +82,13 @@ async def reembed(
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
             model = pipeline.model_name
-            await store.replace_embedding(image.id, embedded.vector, embedded.image.phash, model=model)
+            await home.replace_embedding(image.id, embedded.vector, embedded.image.phash, model=model)
             updated = msgspec.structs.replace(image, model=model, phash=embedded.image.phash)
-            pairs = await search_again(store, updated, embedded.vector, model=model, rules=rules)
-            await store.settle(image.request_id, pairs, model=model)
+            pairs = await search_again(home, updated, embedded.vector, model=model, rules=rules)
+            await home.settle(image.request_id, pairs, model=model)
             report.reembedded += 1
         elif delete_missing:
-            await store.delete_image(image.id)
+            await home.delete_image(image.id)
             report.deleted += 1
         else:
             report.missing.append(f"{image.id} ({image.filename or image.url or 'unnamed'})")

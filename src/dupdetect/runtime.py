@@ -8,6 +8,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncpg
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
@@ -16,10 +19,14 @@ from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.errors import OperatorError
 from dupdetect.fetch import Fetcher
+from dupdetect.keys import KeyRegistry
 from dupdetect.observability import STORE_UP
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
+
+if TYPE_CHECKING:
+    from dupdetect.store.pinecone import PineconeStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,8 @@ class Runtime:
     store: VectorStore
     pipeline: EmbeddingPipeline
     fetcher: Fetcher
+    keys: KeyRegistry | None
+    """None only with Pinecone and auth off (no database)."""
 
 
 async def _prepare_schema(dsn: str, settings: Settings) -> None:
@@ -55,9 +64,8 @@ async def _prepare_schema(dsn: str, settings: Settings) -> None:
         )
 
 
-async def _open_pgvector(
-    settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack
-) -> VectorStore:
+async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> asyncpg.Pool:
+    """The database (started if embedded, supervised, migrated) and a pool on it."""
     server = await asyncio.to_thread(DatabaseServer.start, settings.database)
     stack.callback(server.stop)
     await _prepare_schema(server.dsn, settings)
@@ -67,7 +75,7 @@ async def _open_pgvector(
         supervisor = asyncio.create_task(_supervise(server))
         stack.callback(supervisor.cancel)  # before the server stops: a stop is not a death
     log.info("database ready: %s", server.describe())
-    return PgVectorStore(pool, dims=pipeline.dims)
+    return pool
 
 
 async def _supervise(server: DatabaseServer) -> None:
@@ -94,8 +102,8 @@ async def _supervise(server: DatabaseServer) -> None:
 
 async def _open_pinecone(
     settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack
-) -> VectorStore:
-    from dupdetect.store.pinecone import PineconeStore
+) -> PineconeStore:
+    from dupdetect.store.pinecone import PineconeStore  # the SDK loads only when used
 
     try:
         store = await PineconeStore.open(
@@ -121,9 +129,16 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
     run their own k-NN pass, and must not search while a bulk load has the index dropped)."""
     async with contextlib.AsyncExitStack() as stack:
         pipeline = EmbeddingPipeline(settings)
+        pinecone = settings.store.store == "pinecone"
         try:
-            open_store = _open_pinecone if settings.store.store == "pinecone" else _open_pgvector
-            store = await open_store(settings, pipeline, stack)
+            # The database holds the vectors (pgvector) and the API keys (also with Pinecone).
+            pool = await open_database(settings, stack) if not pinecone or settings.server.auth_required else None
+            store: VectorStore
+            if pinecone:
+                store = await _open_pinecone(settings, pipeline, stack)
+            else:
+                assert pool is not None
+                store = PgVectorStore(pool, dims=pipeline.dims)
             await store.check_model(pipeline.model_name, settings.model.allow_model_change)
             await asyncio.to_thread(pipeline.start)
             stack.callback(pipeline.stop)
@@ -135,7 +150,8 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
             rules = Rules.from_settings(settings.duplicates)
             sweeper = asyncio.create_task(_settle_forever(store, pipeline.model_name, rules))
             stack.callback(sweeper.cancel)
-        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher)
+        keys = KeyRegistry(pool) if pool is not None else None
+        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher, keys=keys)
 
 
 async def _settle_forever(store: VectorStore, model: str, rules: Rules) -> None:

@@ -7,6 +7,7 @@ is unknown, or whose value does not fit its field, stops start-up with a message
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +43,28 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    auth: Literal["auto", "on", "off"] = "auto"
+    """API keys required: ``auto`` means on unless the service listens on loopback only."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header values answered (``*.example.com`` allowed); empty: the loopback names when
+    listening on loopback, any otherwise."""
+    metrics_public: bool = False
+    """Serve /metrics without a key when auth is on (for scrapers that cannot send one)."""
+    shutdown_grace: Seconds = 10.0
+    """On SIGTERM, how long requests in flight may run on; those still running then are answered
+    503 ``shutting_down``."""
+
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth != "auto":
+            return self.auth == "on"
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return True
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):

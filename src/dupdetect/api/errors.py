@@ -12,9 +12,10 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
+from litestar.types import Send
 
 from dupdetect.observability import STORE_UP
-from dupdetect.store.base import Unsupported
+from dupdetect.store.base import OutcomeUnknown, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,21 @@ def error_response(
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The same shape from ASGI middleware, which answers before Litestar's handlers run."""
+    body = msgspec.json.encode(ErrorResponse(error=ErrorDetail(code=code, message=message)))
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
 def error_responses(*documented: tuple[int, str]) -> dict[int, ResponseSpec]:
     """OpenAPI entries for a handler's error statuses, all with the one error shape."""
     return {
@@ -87,6 +103,17 @@ def handle_store_down(_: Request[Any, Any, Any], exc: Exception) -> Response[Err
     )
 
 
+def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Response[ErrorResponse]:
+    STORE_UP.set(0)
+    log.warning("database unavailable while committing request %s: %s", exc.request_id, exc.__cause__)
+    return error_response(
+        503, "store_unavailable",
+        f"the database failed while storing this request; GET /requests/{exc.request_id} answers 404 if it was not"
+        " stored (then send it again)",
+        details={"request_id": str(exc.request_id)}, headers={"Retry-After": "2"},
+    )
+
+
 def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[ErrorResponse]:
     return error_response(501, "not_supported", str(exc))
 
@@ -96,7 +123,7 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
         return error_response(400, "invalid_request", exc.detail, exc.extra or None)
     status = exc.status_code
     if status >= 500:
-        log.error("server error %s: %s", status, exc.detail)
+        log.error("server error %s: %s", status, exc.detail, exc_info=exc)
     return error_response(status, _code_for(status), exc.detail)
 
 
@@ -108,6 +135,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
     **{kind: handle_store_down for kind in STORE_DOWN},
+    OutcomeUnknown: handle_outcome_unknown,
     Unsupported: handle_unsupported,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

@@ -29,7 +29,7 @@ from dupdetect.embedding.worker import Overloaded
 from dupdetect.ingest import NoValidImages, Outcome, ingest
 from dupdetect.intake import IntakeError, read_items
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import RequestNotFound, StoredImage
+from dupdetect.store.base import RequestNotFound, StoredImage, VectorStore
 
 class KnownHashes(msgspec.Struct, kw_only=True):
     sha256: Annotated[list[str], msgspec.Meta(max_length=1000)]
@@ -74,7 +74,9 @@ class ImagesController(Controller):
             (503, "The model's queue is full; retry later"),
         ),
     )
-    async def add_images(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> IngestResponse:
+    async def add_images(
+        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], store: NamedDependency[VectorStore]
+    ) -> IngestResponse:
         limits = runtime.settings.limits
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
@@ -84,7 +86,7 @@ class ImagesController(Controller):
             result = await ingest(
                 items,
                 pipeline=runtime.pipeline,
-                store=runtime.store,
+                store=store,
                 fetcher=runtime.fetcher,
                 rules=duplicates.Rules.from_settings(runtime.settings.duplicates),
             )
@@ -109,9 +111,9 @@ class ImagesController(Controller):
         status_code=200,
         responses=error_responses((400, "Malformed body")),
     )
-    async def known(self, data: JSONBody[KnownHashes], runtime: NamedDependency[Runtime]) -> KnownHashes:
+    async def known(self, data: JSONBody[KnownHashes], store: NamedDependency[VectorStore]) -> KnownHashes:
         wanted = [h.lower() for h in data.sha256]
-        return KnownHashes(sha256=sorted(await runtime.store.known_sha256(wanted)))
+        return KnownHashes(sha256=sorted(await store.known_sha256(wanted)))
 
     @get(
         "/duplicates/{request_id:uuid}",
@@ -119,11 +121,16 @@ class ImagesController(Controller):
         responses=error_responses((400, "Malformed request id or parameter"), (404, "No such request")),
     )
     async def get_duplicates(
-        self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime], threshold: Threshold = None, limit: Limit = None
+        self,
+        request_id: FromPath[uuid.UUID],
+        runtime: NamedDependency[Runtime],
+        store: NamedDependency[VectorStore],
+        threshold: Threshold = None,
+        limit: Limit = None,
     ) -> DuplicatesResponse:
         try:
             found = await duplicates.for_request(
-                runtime.store,
+                store,
                 request_id,
                 model=runtime.pipeline.model_name,
                 rules=duplicates.Rules.from_settings(runtime.settings.duplicates, near=threshold, top_k=limit),
@@ -153,11 +160,11 @@ class ImagesController(Controller):
         summary="A request and its stored images",
         responses=error_responses((400, "Malformed request id"), (404, "No such request")),
     )
-    async def get_request(self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> RequestOut:
-        info = await runtime.store.get_request(request_id)
+    async def get_request(self, request_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> RequestOut:
+        info = await store.get_request(request_id)
         if info is None:
             raise _not_found("request", request_id)
-        images = [image for image, _ in await runtime.store.request_images(request_id)]
+        images = [image for image, _ in await store.request_images(request_id)]
         return request_out(info, images)
 
     @get(
@@ -165,8 +172,8 @@ class ImagesController(Controller):
         summary="One stored image's metadata",
         responses=error_responses((400, "Malformed image id"), (404, "No such image")),
     )
-    async def get_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> StoredImage:
-        image = await runtime.store.get_image(image_id)
+    async def get_image(self, image_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> StoredImage:
+        image = await store.get_image(image_id)
         if image is None:
             raise _not_found("image", image_id)
         return image
@@ -176,13 +183,13 @@ class ImagesController(Controller):
         summary="Remove an image, its vector and its recorded duplicates (idempotent)",
         responses=error_responses((400, "Malformed image id")),
     )
-    async def delete_image(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
-        await runtime.store.delete_image(image_id)
+    async def delete_image(self, image_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> None:
+        await store.delete_image(image_id)
 
     @delete(
         "/requests/{request_id:uuid}",
         summary="Remove a request with its images, vectors and recorded duplicates (idempotent)",
         responses=error_responses((400, "Malformed request id")),
     )
-    async def delete_request(self, request_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
-        await runtime.store.delete_request(request_id)
+    async def delete_request(self, request_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> None:
+        await store.delete_request(request_id)

@@ -14,8 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect.api.errors import ApiError, error_responses
 from dupdetect.duplicates import connected_groups
-from dupdetect.runtime import Runtime
-from dupdetect.store.base import StoredImage
+from dupdetect.store.base import StoredImage, VectorStore
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
 PAGE = (resources.files("dupdetect") / "ui" / "index.html").read_text(encoding="utf-8")
@@ -57,8 +56,8 @@ class ReviewController(Controller):
         media_type="image/jpeg",
         responses=error_responses((404, "No such image, or no thumbnail kept for it")),
     )
-    async def thumbnail(self, image_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> Response[bytes]:
-        data = await runtime.store.thumbnail(image_id)
+    async def thumbnail(self, image_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> Response[bytes]:
+        data = await store.thumbnail(image_id)
         if data is None:
             raise ApiError(404, "thumbnail_not_found", f"no thumbnail for image {image_id}")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
@@ -70,16 +69,16 @@ class ReviewController(Controller):
     )
     async def groups(
         self,
-        runtime: NamedDependency[Runtime],
+        store: NamedDependency[VectorStore],
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
     ) -> GroupsPage:
-        groups = connected_groups(await runtime.store.recorded_pairs())
+        groups = connected_groups(await store.recorded_pairs())
         shown = groups[(page - 1) * page_size : page * page_size]
         images = {
             image.id: image
-            for image in await runtime.store.get_images([i for group in shown for i in group[:max_size]])
+            for image in await store.get_images([i for group in shown for i in group[:max_size]])
         }
         return GroupsPage(
             groups=[
@@ -99,10 +98,10 @@ class ReviewController(Controller):
         responses=error_responses((400, "Not two different image ids"), (404, "No such image"), NOT_SUPPORTED),
         media_type=MediaType.JSON,
     )
-    async def not_duplicate(self, data: JSONBody[NotDuplicate], runtime: NamedDependency[Runtime]) -> NotDuplicate:
+    async def not_duplicate(self, data: JSONBody[NotDuplicate], store: NamedDependency[VectorStore]) -> NotDuplicate:
         a, b = data.image_ids
         if a == b:
             raise ApiError(400, "same_image", "an image is always a duplicate of itself")
-        if not await runtime.store.mark_not_duplicate(a, b):
+        if not await store.mark_not_duplicate(a, b):
             raise ApiError(404, "image_not_found", "one of the images does not exist")
         return data

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -109,6 +109,18 @@ class RequestNotFound(LookupError):
     pass
 
 
+DEFAULT_COLLECTION = "default"
+"""Where everything goes without authentication (and everything stored before collections)."""
+
+
+class OutcomeUnknown(RuntimeError):
+    """The database went away during a request's commit: it may or may not be stored."""
+
+    def __init__(self, request_id: uuid.UUID) -> None:
+        super().__init__(f"the database failed while storing request {request_id}")
+        self.request_id = request_id
+
+
 class Unsupported(NotImplementedError):
     """The configured store cannot do this (e.g. Pinecone has no groups)."""
 
@@ -117,9 +129,13 @@ class ModelMismatch(RuntimeError):
     """Stored vectors come from another descriptor; the message says what to do."""
 
 
+@runtime_checkable  # Litestar checks what dependencies provide
 class VectorStore(Protocol):
     """A repository: it searches and writes. What counts as a duplicate is decided by
     :mod:`dupdetect.duplicates`, the same for every store."""
+
+    def scoped(self, collection: str) -> VectorStore:
+        """The same store, seeing and writing one collection only (ids from others are unknown)."""
 
     async def check_model(self, model: str, allow_change: bool) -> None:
         """Raise ModelMismatch if vectors of another model are stored (unless allowed)."""
@@ -132,7 +148,8 @@ class VectorStore(Protocol):
         self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
     ) -> None:
         """Store a request's images and the pairs found for them: one transaction. The request
-        stays unsettled until :meth:`settle`."""
+        stays unsettled until :meth:`settle`. Raises OutcomeUnknown if the connection broke
+        before the commit was confirmed."""
 
     async def concurrent_candidates(
         self, request_id: uuid.UUID, seen: str, *, model: str, k: int
@@ -144,8 +161,9 @@ class VectorStore(Protocol):
         """Record late pairs (a pair already recorded either way round is kept as it is) and
         mark the request settled; returns the pairs newly recorded."""
 
-    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
-        """Requests whose pairs may be incomplete (a crash after commit, a bulk load)."""
+    async def unsettled_requests(self, older_than_s: float) -> list[tuple[str, uuid.UUID]]:
+        """(collection, request) of every collection whose pairs may be incomplete (a crash
+        after commit, a bulk load)."""
 
     async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
         """Per image of the request, in upload order, the pairs recorded at ingest (both directions).

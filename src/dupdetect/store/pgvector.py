@@ -7,6 +7,7 @@ them commit in one transaction, so a GET after a POST always sees them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -19,11 +20,13 @@ from pgvector import HalfVector
 
 from dupdetect.perceptual import BANDS, BAND_MASK, band_shift
 from dupdetect.store.base import (
+    DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
     Match,
     ModelMismatch,
     NewImage,
+    OutcomeUnknown,
     Pair,
     Query,
     RequestInfo,
@@ -48,7 +51,7 @@ def _image(row: asyncpg.Record) -> StoredImage:
     return StoredImage(**{key: row[key] for key in StoredImage.__struct_fields__})
 
 
-def _candidates_sql(dims: int, queries: str, source: str) -> str:
+def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
     """Candidates for every row of ``queries`` (``q``: n, vec, sha256, phash, exclude) among
     ``source`` (``i``): the nearest vectors, the same bytes, a shared hash band; one statement.
     Each query yields at least one row (``id`` NULL when nothing is near), all carrying the
@@ -56,6 +59,7 @@ def _candidates_sql(dims: int, queries: str, source: str) -> str:
 
     Every lookup takes at most $2 rows, so many copies of one image (or many flat images
     sharing a hash band) cost no more than $2 candidates each.
+    ``scope``: a condition on ``i`` every candidate meets (its collection).
     Parameters: $1 model, $2 rows per lookup; the caller's own from $3.
     """
     vec = f"i.embedding::halfvec({dims})"
@@ -64,11 +68,11 @@ def _candidates_sql(dims: int, queries: str, source: str) -> str:
     band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
     lookups = [
         # Same expression and predicate as the partial HNSW index, so the planner uses it.
-        f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i WHERE {comparable}"
-        f" ORDER BY {vec} <=> q.vec LIMIT $2",
-        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 LIMIT $2",
+        (f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i"
+         f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT $2"),
+        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 AND {scope} LIMIT $2",
     ] + [
-        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL"
+        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL AND {scope}"
         f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT $2"
         for b in range(BANDS)
     ]
@@ -107,21 +111,23 @@ def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Cand
 
 
 class PgVectorStore:
-    def __init__(self, pool: asyncpg.Pool, *, dims: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, dims: int, collection: str = DEFAULT_COLLECTION) -> None:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
         self.pool = pool
         self.dims = dims
+        self.collection = collection
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
         self._search_sql = _candidates_sql(
             dims,
             "unnest($3::halfvec[], $4::text[], $5::bigint[], $6::uuid[])"
             " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
             "images",
+            "i.collection = $7",
         )
         # Images stored by transactions that the snapshot $4 did not see: a few, compared directly.
         self._concurrent_sql = (
-            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $3"
+            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $3 AND i.collection = $5"
             " AND (i.xact >= pg_snapshot_xmax($4::text::pg_snapshot)"
             " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip($4::text::pg_snapshot)))))"
         ) + _candidates_sql(
@@ -129,7 +135,13 @@ class PgVectorStore:
             "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
             " FROM images i WHERE i.request_id = $3 AND i.model = $1) q",
             "late",
+            "true",
         )
+
+    def scoped(self, collection: str) -> PgVectorStore:
+        view = copy.copy(self)
+        view.collection = collection
+        return view
 
     @contextlib.asynccontextmanager
     async def bulk_load(self, *, maintenance_mem: str = "1GB", options: str = HNSW_OPTIONS) -> AsyncIterator[None]:
@@ -173,7 +185,7 @@ class PgVectorStore:
             self._search_sql,
             model, k,
             [HalfVector(q.vector) for q in queries], [q.sha256 for q in queries],
-            [q.phash for q in queries], [q.exclude for q in queries],
+            [q.phash for q in queries], [q.exclude for q in queries], self.collection,
         )
         found = _grouped(rows, list(range(1, len(queries) + 1)))
         return CandidateSearch(found=list(found.values()), seen=rows[0]["seen"] if rows else None)
@@ -181,13 +193,17 @@ class PgVectorStore:
     async def concurrent_candidates(
         self, request_id: uuid.UUID, seen: str, *, model: str, k: int
     ) -> dict[uuid.UUID, list[Candidate]]:
-        rows = await self.pool.fetch(self._concurrent_sql, model, k, request_id, seen)
+        rows = await self.pool.fetch(self._concurrent_sql, model, k, request_id, seen, self.collection)
         return _grouped(rows, [row["n"] for row in rows])
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         first, second = sorted((a, b))
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval("SELECT count(*) FROM images WHERE id = ANY($1::uuid[])", [first, second]) < 2:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM images WHERE id = ANY($1::uuid[]) AND collection = $2", [first, second],
+                self.collection,
+            )
+            if found < 2:
                 return False
             await conn.execute(
                 "INSERT INTO not_duplicates (image_a, image_b) VALUES ($1, $2) ON CONFLICT DO NOTHING", first, second
@@ -198,34 +214,56 @@ class PgVectorStore:
         return True
 
     async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        rows = await self.pool.fetch("SELECT image_id, duplicate_id FROM duplicates")
+        rows = await self.pool.fetch(  # a pair never spans collections: one side tells
+            "SELECT d.image_id, d.duplicate_id FROM duplicates d JOIN images i ON i.id = d.image_id"
+            " WHERE i.collection = $1",
+            self.collection,
+        )
         return [(row["image_id"], row["duplicate_id"]) for row in rows]
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
-        rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = ANY($1::uuid[])", ids)
+        rows = await self.pool.fetch(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = ANY($1::uuid[]) AND i.collection = $2",
+            ids, self.collection,
+        )
         return [_image(row) for row in rows]
 
     async def known_sha256(self, hashes: list[str]) -> set[str]:
-        rows = await self.pool.fetch("SELECT DISTINCT sha256 FROM images WHERE sha256 = ANY($1::text[])", hashes)
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT sha256 FROM images WHERE collection = $2 AND sha256 = ANY($1::text[])",
+            hashes, self.collection,
+        )
         return {row["sha256"] for row in rows}
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
-        return await self.pool.fetchval("SELECT thumbnail FROM images WHERE id = $1", image_id)
+        return await self.pool.fetchval(
+            "SELECT thumbnail FROM images WHERE id = $1 AND collection = $2", image_id, self.collection
+        )
 
     async def add_request(
         self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
     ) -> None:
+        try:
+            await self._add_request(request_id, submitted, images, pairs, model=model)
+        except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, OSError) as exc:
+            raise OutcomeUnknown(request_id) from exc
+
+    async def _add_request(
+        self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
+    ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO requests (id, submitted, added) VALUES ($1, $2, $3)", request_id, submitted, len(images)
+                "INSERT INTO requests (id, submitted, added, collection) VALUES ($1, $2, $3, $4)",
+                request_id, submitted, len(images), self.collection,
             )
             await conn.copy_records_to_table(
                 "images",
                 columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                         "format", "sha256", "phash", "thumbnail", "model", "embedding"],
+                         "format", "sha256", "phash", "thumbnail", "model", "embedding", "collection"],
                 records=[
                     (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
-                     img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector)
+                     img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector,
+                     self.collection)
                     for img in images
                 ],
             )
@@ -246,23 +284,32 @@ class PgVectorStore:
         except asyncpg.ForeignKeyViolationError:  # an image was deleted in between: look again
             return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
 
-    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
+    async def unsettled_requests(self, older_than_s: float) -> list[tuple[str, uuid.UUID]]:
         rows = await self.pool.fetch(
-            "SELECT id FROM requests WHERE NOT settled AND created_at < now() - make_interval(secs => $1)"
+            "SELECT collection, id FROM requests WHERE NOT settled AND created_at < now() - make_interval(secs => $1)"
             " ORDER BY created_at",
             older_than_s,
         )
-        return [row["id"] for row in rows]
+        return [(row["collection"], row["id"]) for row in rows]
+
+    async def collections(self) -> list[str]:
+        return [row["name"] for row in await self.pool.fetch("SELECT name FROM collections ORDER BY name")]
 
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
-        row = await self.pool.fetchrow("SELECT id, created_at, submitted, added FROM requests WHERE id = $1", request_id)
+        row = await self.pool.fetchrow(
+            "SELECT id, created_at, submitted, added FROM requests WHERE id = $1 AND collection = $2",
+            request_id, self.collection,
+        )
         return None if row is None else RequestInfo(**dict(row))
 
     async def _request_rows(self, conn: asyncpg.Connection, request_id: uuid.UUID, columns: str) -> list[Any]:
         rows = await conn.fetch(
-            f"SELECT {columns} FROM images i WHERE i.request_id = $1 ORDER BY i.position", request_id
+            f"SELECT {columns} FROM images i WHERE i.request_id = $1 AND i.collection = $2 ORDER BY i.position",
+            request_id, self.collection,
         )
-        if not rows and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM requests WHERE id = $1)", request_id):
+        if not rows and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM requests WHERE id = $1 AND collection = $2)", request_id, self.collection
+        ):
             raise RequestNotFound(str(request_id))
         return rows
 
@@ -290,7 +337,9 @@ class PgVectorStore:
 
     async def stale_images(self, model: str) -> list[StoredImage]:
         """Images whose vectors come from another model (for ``dupdetect reembed``)."""
-        rows = await self.pool.fetch(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.model <> $1", model)
+        rows = await self.pool.fetch(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.model <> $1 AND i.collection = $2", model, self.collection
+        )
         return [_image(row) for row in rows]
 
     async def replace_embedding(self, image_id: uuid.UUID, vector: np.ndarray, phash: int, *, model: str) -> None:
@@ -304,12 +353,20 @@ class PgVectorStore:
             )
 
     async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
-        row = await self.pool.fetchrow(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = $1", image_id)
+        row = await self.pool.fetchrow(
+            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = $1 AND i.collection = $2", image_id, self.collection
+        )
         return None if row is None else _image(row)
 
     async def delete_image(self, image_id: uuid.UUID) -> bool:
         """The request row stays (with its other images); its ``added`` count records history."""
-        return await self.pool.fetchval("DELETE FROM images WHERE id = $1 RETURNING true", image_id) is not None
+        deleted = await self.pool.fetchval(
+            "DELETE FROM images WHERE id = $1 AND collection = $2 RETURNING true", image_id, self.collection
+        )
+        return deleted is not None
 
     async def delete_request(self, request_id: uuid.UUID) -> bool:
-        return await self.pool.fetchval("DELETE FROM requests WHERE id = $1 RETURNING true", request_id) is not None
+        deleted = await self.pool.fetchval(
+            "DELETE FROM requests WHERE id = $1 AND collection = $2 RETURNING true", request_id, self.collection
+        )
+        return deleted is not None

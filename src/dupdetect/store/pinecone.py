@@ -21,6 +21,7 @@ absent fields are left out).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -35,6 +36,7 @@ from dupdetect.duplicates import Rules, for_request
 from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
+    DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
     Match,
@@ -115,7 +117,7 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 class PineconeStore:
     def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str, rules: Rules) -> None:
         self.index = index
-        self.namespace = namespace
+        self.base_namespace = self.namespace = namespace
         self.model = model
         self.rules = rules
         """The model and the default rules, for GET /duplicates without a threshold (nothing
@@ -151,6 +153,14 @@ class PineconeStore:
                 "Use another DUPDETECT_PINECONE_INDEX or the model the index was made for."
             )
         return store
+
+    def scoped(self, collection: str) -> PineconeStore:
+        """A collection is a namespace: ``DUPDETECT_PINECONE_NAMESPACE`` itself for ``default``,
+        with ``-<collection>`` appended for the others."""
+        view = copy.copy(self)
+        base = self.base_namespace
+        view.namespace = base if collection == DEFAULT_COLLECTION else f"{base}-{collection}"
+        return view
 
     async def close(self) -> None:
         await self.index.close()
@@ -218,7 +228,7 @@ class PineconeStore:
         """Nothing to record: pairs are searched live."""
         return 0
 
-    async def unsettled_requests(self, older_than_s: float) -> list[uuid.UUID]:
+    async def unsettled_requests(self, older_than_s: float) -> list[tuple[str, uuid.UUID]]:
         return []
 
     async def _await_visibility(self, ids: list[str], *, present: bool) -> None:

@@ -1,0 +1,55 @@
+"""Who is calling: an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) opens one
+collection, and every data handler's store sees that collection only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.handlers import BaseRouteHandler
+
+from dupdetect.api.errors import ApiError
+from dupdetect.runtime import Runtime
+from dupdetect.store.base import VectorStore
+
+
+def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return connection.headers.get("x-api-key") or None
+
+
+async def _collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> str:
+    key = _presented_key(connection)
+    challenge = {"WWW-Authenticate": 'Bearer realm="dupdetect"'}
+    if key is None:
+        raise ApiError(
+            401, "missing_api_key",
+            "this service needs an API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
+            " (an operator creates one with `dupdetect keys create --collection NAME`)",
+            headers=challenge,
+        )
+    assert runtime.keys is not None  # auth on always opens the database
+    collection = await runtime.keys.collection_for(key)
+    if collection is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+    return collection
+
+
+async def provide_store(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> VectorStore:
+    """The store of the caller's collection (``default`` when auth is off)."""
+    if not runtime.settings.server.auth_required:
+        return runtime.store
+    return runtime.store.scoped(await _collection(request, runtime))
+
+
+async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """/metrics needs a key (of any collection) unless DUPDETECT_METRICS_PUBLIC is set."""
+    runtime: Runtime = connection.app.state.runtime
+    server = runtime.settings.server
+    if server.auth_required and not server.metrics_public:
+        await _collection(connection, runtime)
