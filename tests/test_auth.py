@@ -165,3 +165,22 @@ def _sha(payload: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(payload).hexdigest()
+
+
+async def test_the_api_docs_render_offline_without_scripts_or_cdn(base_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{base_url}/schema") as resp:
+        page = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "<script" not in page and "https://" not in page  # nothing to fetch from the internet
+    assert "/duplicates/{request_id}" in page and "POST" in page.upper()
+    async with http.get(f"{base_url}/schema/openapi.json") as resp:
+        assert resp.status == 200 and "/images" in (await resp.json())["paths"]
+
+
+async def test_the_review_page_runs_only_its_own_code_and_cannot_be_framed(
+    base_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{base_url}/ui") as resp:
+        policy = resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in policy and "script-src 'sha256-" in policy and "unsafe-inline" not in policy

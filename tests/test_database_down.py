@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import psutil
+import pytest
 
-from dupdetect.database import DatabaseServer
+from dupdetect.database import DatabaseError, DatabaseServer
 from dupdetect.settings import DatabaseSettings, Settings
 from tests.conftest import serving
 from tests.photos import jpeg
@@ -117,3 +118,18 @@ async def test_an_external_database_restarted_by_its_operator_is_reconnected(
             assert [d["request_id"] for d in found] == [first["request_id"]]
     finally:
         database.stop()
+
+
+def test_the_embedded_socket_is_private_and_a_data_dir_too_long_for_it_is_refused(tmp_path: Path) -> None:
+    server = DatabaseServer.start(DatabaseSettings(data_dir=tmp_path))
+    try:
+        pgdata = tmp_path / "postgres"
+        assert f"host={pgdata}" in server.dsn  # the socket sits in the data folder...
+        assert pgdata.stat().st_mode & 0o077 == 0  # ...which only the database's user can enter
+    finally:
+        server.stop()
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with pytest.raises(DatabaseError, match="too long for the embedded PostgreSQL's socket"):
+        DatabaseServer.start(DatabaseSettings(data_dir=deep))
+    assert not (deep / "postgres").exists()  # refused before anything was created

@@ -6,8 +6,13 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from dupdetect.database import create_pool
+from dupdetect.keys import KeyRegistry
+from dupdetect.settings import DatabaseSettings, ServerSettings, Settings
+from tests.conftest import serving
 from tests.photos import edited_copy, jpeg
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "review-page.png"
@@ -18,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _browse(base_url: str, files: list[Path]) -> tuple[list[str], bytes]:
+def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[list[str], bytes]:
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -34,6 +39,13 @@ def _browse(base_url: str, files: list[Path]) -> tuple[list[str], bytes]:
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.get(f"{base_url}/ui")
+        if key is not None:  # the first call is refused; the page asks for a key
+            driver.find_element(By.ID, "files").send_keys(str(files[0]))
+            WebDriverWait(driver, 30).until(ready.visibility_of_element_located((By.ID, "key")))
+            assert "missing_api_key" in driver.find_element(By.ID, "upload-status").text
+            driver.find_element(By.ID, "key").send_keys(key)
+            driver.find_element(By.CSS_SELECTOR, "#key-form button").click()
+            driver.execute_script("document.getElementById('files').value = ''")  # choose afresh
         driver.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
         WebDriverWait(driver, 60).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".card.result .kind")))
         WebDriverWait(driver, 30).until(
@@ -53,3 +65,19 @@ async def test_upload_two_duplicates_and_see_them_paired(base_url: str, tmp_path
     assert kinds == ["near exact", "near exact"]  # each shown with the other
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.write_bytes(png)
+
+
+async def test_with_auth_on_the_page_asks_for_a_key_and_then_works(settings: Settings, tmp_path: Path) -> None:
+    settings = msgspec.structs.replace(settings, server=ServerSettings(auth="on"))
+    original, copy = tmp_path / "rocket.jpg", tmp_path / "rocket-small.jpg"
+    original.write_bytes(jpeg("rocket"))
+    copy.write_bytes(edited_copy("rocket"))
+    async with serving(settings) as base_url:
+        assert settings.database.database_url
+        pool = await create_pool(settings.database.database_url, DatabaseSettings(), ef_search=40)
+        try:
+            token = (await KeyRegistry(pool).create("photos")).token
+        finally:
+            await pool.close()
+        kinds, _ = await asyncio.to_thread(_browse, base_url, [original, copy], token)
+    assert kinds == ["near exact", "near exact"]

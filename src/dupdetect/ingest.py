@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from dupdetect.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
-from dupdetect.fetch import Fetcher, FetchError
+from dupdetect.fetch import FetchBudget, Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
 from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
 from dupdetect.duplicates import Rules, record_request
@@ -42,11 +42,13 @@ class NoValidImages(ValueError):
         self.outcomes = outcomes
 
 
-async def _prepare(item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher) -> NewImage | ItemError:
+async def _prepare(
+    item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher, budget: FetchBudget
+) -> NewImage | ItemError:
     if item.error is not None:
         return item.error
     try:
-        data = item.data if item.url is None else await fetcher.fetch(item.url)
+        data = item.data if item.url is None else await fetcher.fetch(item.url, budget)
         assert data is not None
         embedded = await pipeline.embed(data)
     except (FetchError, DecodeError) as exc:
@@ -75,7 +77,10 @@ async def prepare(
     outcome so far. Raises NoValidImages if none is valid, and Overloaded, before any work, when
     the model has no room for the request."""
     with pipeline.admit(sum(item.error is None for item in items)):
-        prepared = await asyncio.gather(*(_prepare(item, pipeline, fetcher) for item in items), return_exceptions=True)
+        budget = fetcher.budget()
+        prepared = await asyncio.gather(
+            *(_prepare(item, pipeline, fetcher, budget) for item in items), return_exceptions=True
+        )
     for result in prepared:
         if isinstance(result, BaseException):
             raise result

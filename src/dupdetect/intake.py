@@ -7,6 +7,7 @@ Two body forms: ``multipart/form-data`` with the field ``files`` repeated, or JS
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -81,14 +82,12 @@ def _too_many(limits: LimitSettings) -> IntakeError:
     )
 
 
-async def _limited(stream: AsyncIterator[bytes], limits: LimitSettings) -> AsyncIterator[bytes]:
+async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> AsyncIterator[bytes]:
     total = 0
     async for chunk in stream:
         total += len(chunk)
-        if total > limits.max_request_bytes:
-            raise IntakeError(
-                413, "request_too_large", f"the request body is larger than the {limits.max_request_bytes:,}-byte limit"
-            )
+        if total > limit:
+            raise IntakeError(413, "request_too_large", f"the request body is larger than the {limit:,}-byte limit{hint}")
         yield chunk
 
 
@@ -101,7 +100,7 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
     buffer = bytearray()
     try:
         with PushMultipartParser(boundary, max_segment_count=limits.max_images_per_request * 2 + 8) as parser:
-            async for chunk in _limited(stream, limits):
+            async for chunk in _limited(stream, limits.max_request_bytes):
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         if event.name != "files":
@@ -147,7 +146,8 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
 
 async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     body = bytearray()
-    async for chunk in _limited(stream, limits):
+    hint = " for JSON; send larger batches as multipart/form-data"
+    async for chunk in _limited(stream, min(limits.max_json_bytes, limits.max_request_bytes), hint):
         body += chunk
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)
@@ -175,7 +175,22 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
     return items
 
 
+async def _paced(stream: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
+    """A client that stops sending mid-body is dropped instead of holding a connection forever."""
+    chunks = aiter(stream)
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise IntakeError(408, "body_timeout", f"no part of the body arrived for {timeout:g} s") from None
+        yield chunk
+
+
 async def read_items(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
+    stream = _paced(stream, limits.body_read_timeout)
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         items = await read_multipart(content_type, stream, limits)

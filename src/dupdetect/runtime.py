@@ -144,7 +144,8 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
             stack.callback(pipeline.stop)
         except (DatabaseError, WeightsError, ModelMismatch) as exc:
             raise StartupError(str(exc)) from exc
-        fetcher = Fetcher(settings.fetch, max_bytes=settings.limits.max_image_bytes)
+        limits = settings.limits
+        fetcher = Fetcher(settings.fetch, max_bytes=limits.max_image_bytes, max_request_bytes=limits.max_request_bytes)
         stack.push_async_callback(fetcher.close)
         if sweep:
             rules = Rules.from_settings(settings.duplicates)

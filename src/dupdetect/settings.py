@@ -48,6 +48,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hosts: tuple[str, ...] = ()
     """Host header values answered (``*.example.com`` allowed); empty: the loopback names when
     listening on loopback, any otherwise."""
+    rate_limit: Annotated[int, Meta(ge=0)] = 1200
+    """Requests per minute per API key (per client address without one), per process; 0: none."""
     metrics_public: bool = False
     """Serve /metrics without a key when auth is on (for scrapers that cannot send one)."""
     shutdown_grace: Seconds = 10.0
@@ -110,12 +112,22 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: Positive = 256 * MB
     max_pixels: Positive = 64_000_000
     """Larger images are refused as decompression bombs."""
+    max_decode_bytes: Positive = 256 * MB
+    """Memory one image may take to decode (its decoded raster and RGB copy, after JPEG's
+    reduced-size decoding): a small PNG of many RGBA pixels costs seconds and hundreds of MB."""
+    max_json_bytes: Positive = 48 * MB
+    """A JSON body is read whole before parsing (base64 is a third larger than the image):
+    larger batches go as multipart, which is streamed."""
+    body_read_timeout: Annotated[float, Meta(gt=0.0)] = 30.0
+    """Seconds a client may pause while sending a body before the request is dropped (408)."""
 
 
 class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
     fetch_connect_timeout: Seconds = 5.0
     fetch_read_timeout: Seconds = 20.0
     fetch_max_redirects: Annotated[int, Meta(ge=0, le=20)] = 3
+    fetch_concurrency: Annotated[int, Meta(ge=1, le=32)] = 8
+    """URLs of one request fetched at once (of 32 connections shared by all requests)."""
     fetch_allow_networks: tuple[str, ...] = ()
     """CIDR networks that URL fetches may reach although they are private (e.g. ``10.0.0.0/8``)."""
 

@@ -53,3 +53,11 @@ async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     server = runtime.settings.server
     if server.auth_required and not server.metrics_public:
         await _collection(connection, runtime)
+
+
+def rate_limit_identity(request: Request[Any, Any, Any]) -> str:
+    """Rate limits count per API key (its id: the key itself is checked later), else per client address."""
+    key = _presented_key(request) or ""
+    if key.startswith("ddk_") and len(key) > 16:
+        return f"key:{key[4:16]}"
+    return f"address:{request.client.host if request.client else 'unknown'}"

@@ -124,7 +124,10 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     status = exc.status_code
     if status >= 500:
         log.error("server error %s: %s", status, exc.detail, exc_info=exc)
-    return error_response(status, _code_for(status), exc.detail)
+    headers = dict(exc.headers or {})
+    if status == 429 and "RateLimit-Reset" in headers:  # Litestar's rate limiter: say when to come back
+        headers["Retry-After"] = headers["RateLimit-Reset"]
+    return error_response(status, _code_for(status), exc.detail, headers=headers)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:

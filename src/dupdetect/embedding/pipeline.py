@@ -41,7 +41,8 @@ class EmbeddingPipeline:
             self.embedder, batch_size=model.batch_size, batch_wait_ms=model.batch_wait_ms, queue_size=model.queue_size
         )
         self._decode = functools.partial(
-            decode, size=self.embedder.image_size, max_pixels=settings.limits.max_pixels, thumbnail=model.thumbnail_size
+            decode, size=self.embedder.image_size, max_pixels=settings.limits.max_pixels,
+            max_decode_bytes=settings.limits.max_decode_bytes, thumbnail=model.thumbnail_size,
         )
         self.decode_workers = model.decode_workers or os.cpu_count() or 1
         self._decoders = self._new_decoders()
