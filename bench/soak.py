@@ -22,7 +22,7 @@ the service's sweeper would, then:
 - unanswered: the connection died with the service, or the database died during the commit
   (the 503 names the request); then all of it or nothing is stored;
 - lost: answered 201 but missing; partial: stored but incomplete (images, vectors, or a pair
-  between a copy and its stored original missing); unclean: an error that is not JSON.
+  between a copy and its stored original missing); unclean: a 500, or an error that is not JSON.
 Pairs are checked for self-pairs and pairs stored in both directions.
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import random
@@ -168,7 +169,7 @@ async def _upload(http: aiohttp.ClientSession, service: Service, sent: Sent) -> 
                 return
             if resp.status == 201:
                 sent.outcome, sent.request_id = "ok", body["request_id"]
-            elif "error" not in body:
+            elif "error" not in body or resp.status == 500:  # a 500 is a bug, whatever its shape
                 sent.outcome = "unclean"
             else:
                 sent.error = f"{resp.status} {body['error']['code']}"
@@ -301,6 +302,7 @@ class Report:
 
 
 async def soak(data_dir: Path, *, clients: int, seconds: float, fault_every: float, model: str) -> Report:
+    data_dir.mkdir(parents=True, exist_ok=True)
     service = Service(data_dir, model, data_dir / "serve.log")
     await asyncio.to_thread(service.start)
     log: list[Sent] = []
@@ -326,10 +328,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults")
     parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--keep", type=Path, help="use this (new) data dir and keep it, with serve.log")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="dupdetect-soak-") as tmp:
+    with contextlib.ExitStack() as stack:
+        data_dir = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dupdetect-soak-")))
         report = asyncio.run(soak(
-            Path(tmp), clients=args.clients, seconds=args.minutes * 60, fault_every=args.fault_every, model=args.model
+            data_dir, clients=args.clients, seconds=args.minutes * 60, fault_every=args.fault_every, model=args.model
         ))
     counts = report.counts
     table(

@@ -10,6 +10,9 @@ from pathlib import Path
 import psutil
 
 from dupdetect import migrate
+from dupdetect.database import create_pool
+from dupdetect.keys import KeyRegistry
+from dupdetect.settings import DatabaseSettings
 from tests.processes import DUPDETECT, cli_env, free_port, start_serve, wait_ready
 
 
@@ -106,3 +109,29 @@ def test_two_first_starts_on_one_empty_database_both_come_up(tmp_path: Path, dsn
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+async def test_keys_are_created_listed_and_revoked_from_the_command_line(dsn: str) -> None:
+    env = cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_LOG_LEVEL="error")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*DUPDETECT, "keys", *args], env=env, capture_output=True, text=True, timeout=120)
+
+    created = cli("create", "--collection", "archive", "--label", "nightly import")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]  # the key is the last line, for scripts
+    key_id = token.split("_")[1]
+    listed = cli("list")
+    assert key_id in listed.stdout and "archive" in listed.stdout and token not in listed.stdout
+
+    pool = await create_pool(dsn, DatabaseSettings(), ef_search=40)
+    try:
+        registry = KeyRegistry(pool)
+        assert await registry.collection_for(token) == "archive"
+        assert cli("revoke", key_id).returncode == 0
+        assert await registry.collection_for(token) is None
+    finally:
+        await pool.close()
+    assert cli("revoke", "nosuchkey").returncode == 1
+    bad = cli("create", "--collection", "Not Valid")
+    assert bad.returncode == 2 and bad.stderr.startswith("dupdetect: error: collection")

@@ -116,6 +116,42 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _sql_role(settings: Settings, args: argparse.Namespace) -> int:
+    """A read-only PostgreSQL role for analysts, on the service's database."""
+    import contextlib
+    from urllib.parse import urlsplit, urlunsplit
+
+    from dupdetect.analysts import create_analyst, drop_analyst
+    from dupdetect.runtime import open_database
+
+    async def run() -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await open_database(settings, stack)
+            if args.action == "drop":
+                if not await drop_analyst(pool, args.name):
+                    print(f"dupdetect: error: no role {args.name!r}", file=sys.stderr)
+                    return 1
+                print(f"dupdetect: role {args.name} dropped")
+                return 0
+            password = await create_analyst(pool, args.name)
+        url = settings.database.database_url
+        if url:
+            parts = urlsplit(url)
+            host = parts.hostname or "localhost"
+            print("dupdetect: read-only role ready; connect with:")
+            print(urlunsplit(parts._replace(netloc=f"{args.name}:{password}@{host}:{parts.port or 5432}")))
+        else:
+            print(
+                "dupdetect: read-only role ready. The embedded server listens on a private socket only: connect"
+                f" as the OS user running dupdetect: psql 'host={settings.database.data_dir / 'postgres'} dbname=postgres"
+                f" user={args.name}'. Password (for TCP setups):"
+            )
+            print(password)
+        return 0
+
+    return asyncio.run(run())
+
+
 def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
     from dupdetect.embedding import weights
 
@@ -285,6 +321,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="a key stops working at once")
     revoke.add_argument("key_id")
     keys_cmd.set_defaults(run=_keys)
+
+    role_cmd = commands.add_parser("sql-role", help="read-only PostgreSQL roles for SQL analysts")
+    role_sub = role_cmd.add_subparsers(dest="action", required=True)
+    role_create = role_sub.add_parser("create", help="create (or reset the password of) a read-only role")
+    role_create.add_argument("name")
+    role_drop = role_sub.add_parser("drop", help="remove the role")
+    role_drop.add_argument("name")
+    role_cmd.set_defaults(run=_sql_role)
 
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)

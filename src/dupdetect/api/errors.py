@@ -91,6 +91,7 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error
 STORE_DOWN: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,  # the connection broke mid-statement
     asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
+    asyncpg.InternalClientError,  # a connection that died mid-query, found when the pool resets it
     OSError,  # refused, reset, socket gone
 )
 

@@ -245,7 +245,8 @@ class PgVectorStore:
     ) -> None:
         try:
             await self._add_request(request_id, submitted, images, pairs, model=model)
-        except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, OSError) as exc:
+        except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InternalClientError,
+                OSError) as exc:
             raise OutcomeUnknown(request_id) from exc
 
     async def _add_request(
