@@ -93,7 +93,7 @@ def main() -> None:
             env = cli_env(
                 DUPDETECT_MODEL=model, DUPDETECT_DATA_DIR=str(Path(tmp) / model), DUPDETECT_LOG_LEVEL="warning",
                 DUPDETECT_DECODE_WORKERS=str(args.decode_workers), DUPDETECT_BATCH_SIZE=str(args.batch_size),
-                DUPDETECT_THREADS=str(args.threads),
+                DUPDETECT_THREADS=str(args.threads), DUPDETECT_RATE_LIMIT="0",  # one address, many clients
                 **({"DUPDETECT_WEIGHTS_FILE": str(weights)} if weights else {}),
             )
             proc = start_serve(env, port)

@@ -23,6 +23,7 @@ from dupdetect.keys import KeyRegistry
 from dupdetect.settings import DatabaseSettings, FetchSettings, LimitSettings, ServerSettings, Settings
 from tests.conftest import serving, web_server
 from tests.photos import jpeg
+from tests.processes import cli_env, free_port, start_serve, wait_ready
 
 MB = 1024 * 1024
 
@@ -164,3 +165,22 @@ async def test_a_key_over_its_rate_limit_gets_429_and_another_key_does_not(
         assert body["error"]["code"] == "too_many_requests" and int(retry_after or 0) > 0
         async with http.get(f"{base_url}/groups", headers={"X-API-Key": calm}) as resp:
             assert resp.status == 200
+
+
+async def test_connections_that_never_finish_their_headers_are_closed(dsn: str, http: aiohttp.ClientSession) -> None:
+    port = free_port()
+    proc = start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_HEADER_READ_TIMEOUT="1"), port)
+    try:
+        await asyncio.to_thread(wait_ready, proc, port)
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        for _, writer in slow:  # slowloris: a request line and one header, never the blank line
+            writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+            await writer.drain()
+        started = time.monotonic()
+        closed = await asyncio.gather(*(asyncio.wait_for(reader.read(), timeout=10) for reader, _ in slow))
+        assert closed == [b""] * 20 and time.monotonic() - started < 5
+        async with http.get(f"http://127.0.0.1:{port}/health") as resp:  # others are still served
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -39,6 +39,7 @@ def _provide_runtime(state: State) -> Runtime:
 
 class MetricsController(PrometheusController):
     guards = [metrics_guard]  # noqa: RUF012 - Litestar reads it from the class
+    include_in_schema = False  # Prometheus text, not part of the JSON API
 
 
 class DupdetectPlugin(InitPluginProtocol):

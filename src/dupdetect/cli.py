@@ -26,6 +26,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     (``main``), and the database stops after the server, also on SIGTERM."""
     import uvicorn
 
+    from dupdetect.api.slow_clients import with_header_timeout
     from dupdetect.app import create_app
     from dupdetect.runtime import running
 
@@ -50,6 +51,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 log_config=None,  # keep our JSON logging; the app writes one access line per request
                 access_log=False,
                 timeout_graceful_shutdown=math.ceil(server.shutdown_grace),
+                http=with_header_timeout(settings.limits.header_read_timeout),
             )
             http = uvicorn.Server(config)
             await http.serve()

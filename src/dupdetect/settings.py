@@ -118,6 +118,8 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_json_bytes: Positive = 48 * MB
     """A JSON body is read whole before parsing (base64 is a third larger than the image):
     larger batches go as multipart, which is streamed."""
+    header_read_timeout: Annotated[float, Meta(gt=0.0)] = 10.0
+    """Seconds a connection may take to send a request's headers (``dupdetect serve``)."""
     body_read_timeout: Annotated[float, Meta(gt=0.0)] = 30.0
     """Seconds a client may pause while sending a body before the request is dropped (408)."""
 

@@ -7,7 +7,6 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -16,6 +15,7 @@ from litestar.types import Send
 
 from dupdetect.observability import STORE_UP
 from dupdetect.store.base import OutcomeUnknown, Unsupported
+from dupdetect.store.pgvector import CONNECTION_LOST
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ class ErrorDetail(msgspec.Struct, kw_only=True):
     """Stable, machine-readable: e.g. ``not_found``, ``payload_too_large``, ``invalid_request``."""
     message: str
     """For people; may change between versions."""
-    details: Any | None = None
+    details: Any = None
+    """Per-item errors, or the id of a request whose commit was cut off; null otherwise."""
 
 
 class ErrorResponse(msgspec.Struct, kw_only=True):
@@ -88,14 +89,6 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-STORE_DOWN: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,  # the connection broke mid-statement
-    asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
-    asyncpg.InternalClientError,  # a connection that died mid-query, found when the pool resets it
-    OSError,  # refused, reset, socket gone
-)
-
-
 def handle_store_down(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     STORE_UP.set(0)
     log.warning("database unavailable: %s", exc)
@@ -138,7 +131,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
-    **{kind: handle_store_down for kind in STORE_DOWN},
+    **{kind: handle_store_down for kind in CONNECTION_LOST},
     OutcomeUnknown: handle_outcome_unknown,
     Unsupported: handle_unsupported,
     HTTPException: handle_http_exception,

@@ -116,7 +116,7 @@ class ImagesController(Controller):
         return KnownHashes(sha256=sorted(await store.known_sha256(wanted)))
 
     @get(
-        "/duplicates/{request_id:uuid}",
+        "/duplicates/{request_id:str}",
         summary="Duplicates of each image of a request",
         responses=error_responses((400, "Malformed request id or parameter"), (404, "No such request")),
     )
@@ -156,7 +156,7 @@ class ImagesController(Controller):
         )
 
     @get(
-        "/requests/{request_id:uuid}",
+        "/requests/{request_id:str}",
         summary="A request and its stored images",
         responses=error_responses((400, "Malformed request id"), (404, "No such request")),
     )
@@ -168,7 +168,7 @@ class ImagesController(Controller):
         return request_out(info, images)
 
     @get(
-        "/images/{image_id:uuid}",
+        "/images/{image_id:str}",
         summary="One stored image's metadata",
         responses=error_responses((400, "Malformed image id"), (404, "No such image")),
     )
@@ -179,7 +179,7 @@ class ImagesController(Controller):
         return image
 
     @delete(
-        "/images/{image_id:uuid}",
+        "/images/{image_id:str}",
         summary="Remove an image, its vector and its recorded duplicates (idempotent)",
         responses=error_responses((400, "Malformed image id")),
     )
@@ -187,7 +187,7 @@ class ImagesController(Controller):
         await store.delete_image(image_id)
 
     @delete(
-        "/requests/{request_id:uuid}",
+        "/requests/{request_id:str}",
         summary="Remove a request with its images, vectors and recorded duplicates (idempotent)",
         responses=error_responses((400, "Malformed request id")),
     )

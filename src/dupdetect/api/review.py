@@ -72,10 +72,10 @@ class ReviewController(Controller):
         return Response(PAGE, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
     @get(
-        "/images/{image_id:uuid}/thumbnail",
+        "/images/{image_id:str}/thumbnail",
         summary="A small JPEG of the image",
         media_type="image/jpeg",
-        responses=error_responses((404, "No such image, or no thumbnail kept for it")),
+        responses=error_responses((400, "Malformed image id"), (404, "No such image, or no thumbnail kept for it")),
     )
     async def thumbnail(self, image_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> Response[bytes]:
         data = await store.thumbnail(image_id)

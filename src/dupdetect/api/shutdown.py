@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
 
@@ -36,7 +37,7 @@ def cut_off_answers(app: ASGIApp) -> ASGIApp:
             if started or task is None:
                 raise
             task.uncancel()  # this request ends here, with an answer
-            log.warning("%s %s cut off by the shutdown", scope["method"], scope["path"])
+            log.warning("%s %s cut off by the shutdown", cast("HTTPScope", scope)["method"], scope["path"])
             await send_error(
                 send, 503, "shutting_down",
                 "the server stopped before this request finished; nothing of it was stored, send it again",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
 from dupdetect.settings import ServerSettings
@@ -63,7 +64,7 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
                     f"the Host header {host!r} is not one this service answers to (DUPDETECT_ALLOWED_HOSTS)",
                 )
                 return
-            if scope["method"] not in _SAFE_METHODS and not _same_origin(headers.get("origin"), host):
+            if cast("HTTPScope", scope)["method"] not in _SAFE_METHODS and not _same_origin(headers.get("origin"), host):
                 await send_error(
                     send, 403, "cross_origin_write",
                     "writes from another site's page are refused; call the API directly",

@@ -34,6 +34,16 @@ from dupdetect.store.base import (
     StoredImage,
 )
 
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # the connection broke mid-statement
+    asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
+    # asyncpg's own state errors, raised when the pool resets a connection that died mid-query
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,  # refused, reset, socket gone
+)
+"""The database is away: a 503 for the caller, never a 500."""
+
 SUPPORTED_DIMS = (512, 1280, 2048)
 """One partial HNSW index per size (migration 0001)."""
 HNSW_OPTIONS = "m = 16, ef_construction = 64"
@@ -245,8 +255,7 @@ class PgVectorStore:
     ) -> None:
         try:
             await self._add_request(request_id, submitted, images, pairs, model=model)
-        except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, asyncpg.InternalClientError,
-                OSError) as exc:
+        except CONNECTION_LOST as exc:
             raise OutcomeUnknown(request_id) from exc
 
     async def _add_request(
