@@ -158,6 +158,35 @@ async def test_json_base64_items_with_and_without_data_url(base_url: str, http: 
     assert [image["format"] for image in info["images"]] == ["JPEG", "JPEG"]
 
 
+async def test_search_finds_duplicates_without_storing_anything(
+    base_url: str, http: aiohttp.ClientSession, stored: Stored
+) -> None:
+    _, first = await post(http, base_url, data=form(("rocket.jpg", jpeg("rocket"))))
+    before = await stored()
+    async with http.post(
+        f"{base_url}/search",
+        data=form(("copy.jpg", edited_copy("rocket")), ("coffee.jpg", jpeg("coffee")), ("bad.jpg", truncated_jpeg())),
+    ) as resp:
+        status, body = resp.status, await resp.json()
+    assert status == 200, body
+    copy, other, bad = body["items"]
+    assert [d["image_id"] for d in copy["duplicates"]] == [first["items"][0]["image_id"]]
+    assert copy["duplicates"][0]["kind"] in ("near_exact", "near") and other["duplicates"] == []
+    assert bad["error"]["code"] == "corrupt_image"
+    assert await stored() == before  # nothing was written
+    payload = {"images": [{"base64": b64(jpeg("rocket"))}]}  # the same JSON forms as POST /images
+    async with http.post(f"{base_url}/search", json=payload) as resp:
+        assert [d["kind"] for d in (await resp.json())["items"][0]["duplicates"]] == ["exact"]
+
+
+async def test_base64_as_command_line_tools_write_it(base_url: str, http: aiohttp.ClientSession) -> None:
+    photo, other = jpeg("rocket"), jpeg("coffee")
+    wrapped = base64.encodebytes(photo).decode()  # 76 columns, as `base64 photo.jpg` prints it
+    url_safe = base64.urlsafe_b64encode(other).decode().rstrip("=")  # URL-safe alphabet, no padding
+    status, body = await post(http, base_url, json={"images": [{"base64": wrapped}, {"base64": url_safe}]})
+    assert status == 201 and body["added"] == 2, body
+
+
 def serve_bytes(payload: bytes) -> Any:
     async def handler(_: web.Request) -> web.Response:
         return web.Response(body=payload, content_type="image/jpeg")
@@ -435,12 +464,19 @@ async def test_unknown_and_malformed_ids(base_url: str, http: aiohttp.ClientSess
     for path in (f"/duplicates/{missing}", f"/requests/{missing}", f"/images/{missing}"):
         status, body = await get(http, base_url + path)
         assert status == 404 and body["error"]["code"].endswith("_not_found"), path
-    for path in ("/duplicates/not-a-uuid", "/requests/123", "/images/xyz"):
-        async with http.get(base_url + path) as resp:
-            assert resp.status in (400, 404), path
-            assert "error" in await resp.json()
+    for path in ("/duplicates/not-a-uuid", "/requests/123", "/images/xyz", "/images/xyz/thumbnail"):
+        status, body = await get(http, base_url + path)
+        assert (status, body["error"]["code"]) == (400, "invalid_id"), path
     status, body = await get(http, f"{base_url}/duplicates/{missing}?threshold=2")
     assert (status, body["error"]["code"]) == (400, "invalid_request")
+
+
+async def test_known_hashes_must_be_sha256s(base_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{base_url}/images/known", json={"sha256": ["not-a-hash"]}) as resp:
+        body = await resp.json()
+    assert resp.status == 400 and body["error"]["code"] == "invalid_request"
+    async with http.post(f"{base_url}/images/known", json={"sha256": ["ab" * 32]}) as resp:
+        assert resp.status == 200 and (await resp.json())["sha256"] == []
 
 
 async def test_metadata_endpoints(base_url: str, http: aiohttp.ClientSession) -> None:

@@ -114,7 +114,7 @@ async def record_request(
     ingests it could not see are compared (a few, brute force). Of two concurrent ingests the one
     that compares last finds the pair; a pair found twice is recorded once.
     """
-    queries = [Query(vector=image.vector, sha256=image.sha256, phash=image.phash) for image in images]
+    queries = [_query(image) for image in images]
     search = await store.candidates(queries, model=model, k=rules.neighbours)
     now = datetime.now(UTC)
     stored = [image.stored(request_id, model, now) for image in images]
@@ -125,6 +125,17 @@ async def record_request(
     ]
     write = _write_request(store, request_id, submitted, images, queries, found, search.seen, model=model, rules=rules)
     return await _finish_despite_cancel(asyncio.ensure_future(write))
+
+
+def _query(image: NewImage) -> Query:
+    return Query(vector=image.vector, sha256=image.sha256, phash=image.phash)
+
+
+async def search(store: VectorStore, images: list[NewImage], *, model: str, rules: Rules) -> list[list[Match]]:
+    """Per image, its duplicates among the stored ones; nothing is written (POST /search)."""
+    queries = [_query(image) for image in images]
+    found = await store.candidates(queries, model=model, k=rules.neighbours)
+    return [classify(query, candidates, rules) for query, candidates in zip(queries, found.found, strict=True)]
 
 
 async def _finish_despite_cancel(task: asyncio.Future[list[list[Match]]]) -> list[list[Match]]:

@@ -12,7 +12,7 @@ from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import FetchBudget, Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
 from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
-from dupdetect.duplicates import Rules, record_request
+from dupdetect.duplicates import Rules, record_request, search
 from dupdetect.store.base import Match, NewImage, VectorStore
 
 
@@ -115,3 +115,13 @@ async def ingest(
         for match in matches:
             DUPLICATES_FOUND.labels(match.kind).inc()
     return IngestResult(request_id=request_id, outcomes=outcomes)
+
+
+async def look_up(
+    items: list[Item], *, pipeline: EmbeddingPipeline, store: VectorStore, fetcher: Fetcher, rules: Rules
+) -> list[Outcome]:
+    """Like :func:`ingest`, storing nothing: every item's outcome with its duplicates."""
+    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
+    for image, matches in zip(images, await search(store, images, model=pipeline.model_name, rules=rules), strict=True):
+        outcomes[image.position].duplicates = matches
+    return outcomes

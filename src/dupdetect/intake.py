@@ -127,6 +127,9 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
     return items
 
 
+_URL_SAFE = str.maketrans("-_", "+/")
+
+
 def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item:
     text = entry.base64 or ""
     if text.startswith("data:"):
@@ -135,8 +138,11 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
             return Item(index, entry.filename, error=ItemError("invalid_base64", "a data: URL must be ';base64,' encoded"))
     if len(text) // 4 * 3 > limits.max_image_bytes + 2:
         return Item(index, entry.filename, error=_too_large(limits))
+    # As `base64` writes it (wrapped at 76 columns) and the URL-safe alphabet, padded or not.
+    compact = "".join(text.split()).translate(_URL_SAFE)
+    compact += "=" * (-len(compact) % 4)
     try:
-        data = binascii.a2b_base64(text.strip(), strict_mode=True)
+        data = binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as exc:
         return Item(index, entry.filename, error=ItemError("invalid_base64", f"the base64 data is malformed: {exc}"))
     if len(data) > limits.max_image_bytes:

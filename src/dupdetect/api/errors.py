@@ -114,6 +114,10 @@ def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     if isinstance(exc, ValidationException):
+        problems = exc.extra if isinstance(exc.extra, list) else []
+        ids = [p["key"] for p in problems if isinstance(p, dict) and p.get("source") == "path"]
+        if ids:  # every path parameter is an id
+            return error_response(400, "invalid_id", f"{', '.join(ids)} is not a valid id (a UUID)", problems)
         return error_response(400, "invalid_request", exc.detail, exc.extra or None)
     status = exc.status_code
     if status >= 500:

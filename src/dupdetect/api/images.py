@@ -4,7 +4,8 @@ duplicates and the store."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -21,18 +22,26 @@ from dupdetect.api.schemas import (
     IngestItem,
     IngestResponse,
     RequestOut,
+    SearchItem,
+    SearchResponse,
     duplicate_out,
     request_out,
     source,
 )
 from dupdetect.embedding.worker import Overloaded
-from dupdetect.ingest import NoValidImages, Outcome, ingest
-from dupdetect.intake import IntakeError, read_items
+from dupdetect.ingest import NoValidImages, Outcome, ingest, look_up
+from dupdetect.intake import IntakeError, Item, read_items
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import RequestNotFound, StoredImage, VectorStore
 
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$", description="hex SHA-256 of a file")]
+
+
+T = TypeVar("T")
+
+
 class KnownHashes(msgspec.Struct, kw_only=True):
-    sha256: Annotated[list[str], msgspec.Meta(max_length=1000)]
+    sha256: Annotated[list[Sha256], msgspec.Meta(max_length=1000)]
     """Hex SHA-256s of files; the answer lists those already stored."""
 
 
@@ -47,6 +56,30 @@ def _item(outcome: Outcome) -> IngestItem:
     if outcome.error is not None:
         return IngestItem(index=outcome.index, error=outcome.error)
     return IngestItem(index=outcome.index, image_id=outcome.image_id, duplicates=len(outcome.duplicates))
+
+
+async def _with_items(
+    request: Request[Any, Any, Any], runtime: Runtime, work: Callable[[list[Item]], Awaitable[T]]
+) -> T:
+    """Read the body's items within the limits and run ``work`` on them; every refusal becomes
+    the API's error (the same for POST /images and POST /search)."""
+    limits = runtime.settings.limits
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
+        raise ApiError(413, "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes")
+    try:
+        items = await read_items(request.headers.get("content-type", ""), request.stream(), limits)
+        return await work(items)
+    except IntakeError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    except NoValidImages as exc:
+        raise ApiError(
+            422, "no_valid_images", "none of the images could be used", [_item(o) for o in exc.outcomes]
+        ) from exc
+    except Overloaded as exc:
+        raise ApiError(
+            503, "overloaded", f"{exc}; retry in {exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)}
+        ) from exc
 
 
 def _not_found(kind: str, key: uuid.UUID) -> ApiError:
@@ -77,32 +110,50 @@ class ImagesController(Controller):
     async def add_images(
         self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], store: NamedDependency[VectorStore]
     ) -> IngestResponse:
-        limits = runtime.settings.limits
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
-            raise ApiError(413, "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes")
-        try:
-            items = await read_items(request.headers.get("content-type", ""), request.stream(), limits)
-            result = await ingest(
-                items,
-                pipeline=runtime.pipeline,
-                store=store,
-                fetcher=runtime.fetcher,
-                rules=duplicates.Rules.from_settings(runtime.settings.duplicates),
-            )
-        except IntakeError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from exc
-        except NoValidImages as exc:
-            raise ApiError(
-                422, "no_valid_images", "none of the images could be used", [_item(o) for o in exc.outcomes]
-            ) from exc
-        except Overloaded as exc:
-            raise ApiError(
-                503, "overloaded", f"{exc}; retry in {exc.retry_after} s",
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from exc
+        rules = duplicates.Rules.from_settings(runtime.settings.duplicates)
+        result = await _with_items(
+            request, runtime,
+            lambda items: ingest(items, pipeline=runtime.pipeline, store=store, fetcher=runtime.fetcher, rules=rules),
+        )
         return IngestResponse(
             request_id=result.request_id, added=result.added, items=[_item(o) for o in result.outcomes]
+        )
+
+    @post(
+        "/search",
+        summary="Duplicates of the images sent, among those stored; nothing is stored",
+        description="The same bodies and per-item errors as POST /images; each item's duplicates as GET /duplicates.",
+        operation_class=ImagesOperation,
+        request_max_body_size=None,
+        status_code=200,
+        responses=error_responses(
+            (400, "Malformed body or parameter"),
+            (413, "Too many images, or the body is too large"),
+            (415, "Neither multipart/form-data nor application/json"),
+            (422, "No item is usable; details lists each item's error"),
+            (503, "The model's queue is full; retry later"),
+        ),
+    )
+    async def search(
+        self,
+        request: Request[Any, Any, Any],
+        runtime: NamedDependency[Runtime],
+        store: NamedDependency[VectorStore],
+        threshold: Threshold = None,
+        limit: Limit = None,
+    ) -> SearchResponse:
+        rules = duplicates.Rules.from_settings(runtime.settings.duplicates, near=threshold, top_k=limit)
+        outcomes = await _with_items(
+            request, runtime,
+            lambda items: look_up(items, pipeline=runtime.pipeline, store=store, fetcher=runtime.fetcher, rules=rules),
+        )
+        found = sum(bool(o.duplicates) for o in outcomes)
+        return SearchResponse(
+            items=[
+                SearchItem(index=o.index, duplicates=[duplicate_out(m) for m in o.duplicates], error=o.error)
+                for o in outcomes
+            ],
+            message=f"{found} of {len(outcomes)} images have duplicates" if found else "no duplicates found",
         )
 
     @post(

@@ -53,6 +53,20 @@ class DuplicatesResponse(msgspec.Struct, kw_only=True):
     message: str
 
 
+class SearchItem(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One item of POST /search, by its position: its duplicates among the stored images, or its error."""
+
+    index: int
+    duplicates: list[Duplicate]
+    """Strongest first; empty when none, or when the item has an ``error``."""
+    error: ItemError | None = None
+
+
+class SearchResponse(msgspec.Struct, kw_only=True):
+    items: list[SearchItem]
+    message: str
+
+
 class RequestOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     created_at: datetime
