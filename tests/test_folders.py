@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.photos import edited_copy, encode, jpeg, photo, truncated_jpeg
@@ -67,3 +68,38 @@ async def test_ingest_to_a_running_service(folder: Path, base_url: str, tmp_path
     assert "3 added (1 duplicate pairs found)" in out and "ingest [" in out  # with a progress bar
     code, out = await dupdetect("ingest", str(folder), "--url", base_url, data_dir=tmp_path)
     assert "0 added (0 duplicate pairs found), 3 already stored" in out
+
+
+async def test_byte_identical_copies_are_paired_and_a_rerun_skips_them(folder: Path, tmp_path: Path) -> None:
+    (folder / "COPY_chelsea.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
+    report = tmp_path / "report.html"
+    code, out = await dupdetect("scan", str(folder), "--report", str(report), data_dir=tmp_path / "data")
+    assert code == 0, out
+    assert "4 images, 1 duplicate groups, 0 failed" in out
+    page = report.read_text()
+    assert "Group 1: 3 images" in page and "COPY_chelsea.jpg" in page
+
+    code, out = await dupdetect("ingest", str(folder), data_dir=tmp_path / "data")
+    assert "4 added" in out, out
+    code, out = await dupdetect("ingest", str(folder), data_dir=tmp_path / "data")
+    assert "0 added (0 duplicate pairs found), 4 already stored" in out
+
+
+async def test_ingest_over_http_keeps_file_names_as_they_are(
+    folder: Path, base_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    (folder / "sub dir").mkdir()
+    (folder / "sub dir" / "ünï photo.jpg").write_bytes(jpeg("rocket"))
+    code, out = await dupdetect("ingest", str(folder), "--url", base_url, data_dir=tmp_path)
+    assert code == 0, out
+    async with http.get(f"{base_url}/groups") as resp:
+        assert resp.status == 200
+    async with http.post(f"{base_url}/search", data=_form("rocket.jpg", jpeg("rocket"))) as resp:
+        found = (await resp.json())["items"][0]["duplicates"]
+    assert [d["filename"] for d in found] == ["sub dir/ünï photo.jpg"]
+
+
+def _form(name: str, payload: bytes) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("files", payload, filename=name)
+    return form

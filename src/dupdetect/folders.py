@@ -74,21 +74,26 @@ class IngestReport:
 
 # (file name, bytes) pairs in; the service's POST /images answer out.
 Sender = Callable[[list[tuple[str, bytes]]], Awaitable[dict]]
-Lookup = Callable[[list[str]], Awaitable[set[str]]]
+Lookup = Callable[[list[str]], Awaitable[dict[str, set[str | None]]]]
+"""SHA-256s in; for those stored, the names they are stored under."""
 
 
 async def ingest_folder(
     folder: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int
 ) -> IngestReport:
-    """Send each of ``files`` (under ``folder``, which names them) not stored yet (by SHA-256),
-    ``batch`` files a request."""
+    """Send each of ``files`` (under ``folder``, which names them) not stored yet under its name,
+    ``batch`` files a request. A byte-identical copy under another name is sent: it is stored
+    and paired with the original (``exact``), as anyone running a duplicate finder expects."""
     report = IngestReport()
     progress = Progress(len(files), "ingest")
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
         hashes = [sha256_of(path) for path in chunk]
         stored = await known(hashes)
-        todo = [(path, digest) for path, digest in zip(chunk, hashes, strict=True) if digest not in stored]
+        todo = [
+            (path, digest) for path, digest in zip(chunk, hashes, strict=True)
+            if str(path.relative_to(folder)) not in stored.get(digest, ())
+        ]
         report.skipped += len(chunk) - len(todo)
         if todo:
             answer = await send([(str(path.relative_to(folder)), path.read_bytes()) for path, _ in todo])
@@ -112,16 +117,16 @@ def http_client(base_url: str, session: aiohttp.ClientSession, api_key: str | No
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def send(files: list[tuple[str, bytes]]) -> dict:
-        form = aiohttp.FormData()
+        form = aiohttp.FormData(quote_fields=False)  # names as they are (UTF-8), not percent-encoded
         for name, payload in files:
             form.add_field("files", payload, filename=name)
         async with session.post(f"{base_url}/images", data=form, headers=headers) as response:
             return await response.json()
 
-    async def known(hashes: list[str]) -> set[str]:
+    async def known(hashes: list[str]) -> dict[str, set[str | None]]:
         async with session.post(f"{base_url}/images/known", json={"sha256": hashes}, headers=headers) as response:
             response.raise_for_status()
-            return set((await response.json())["sha256"])
+            return {digest: set(names) for digest, names in (await response.json())["filenames"].items()}
 
     return send, known
 
@@ -147,8 +152,8 @@ def local_client(runtime: Runtime, store: VectorStore) -> tuple[Sender, Lookup]:
             answer["request_id"] = str(request_id)
         return answer
 
-    async def known(hashes: list[str]) -> set[str]:
-        return await store.known_sha256(hashes)
+    async def known(hashes: list[str]) -> dict[str, set[str | None]]:
+        return await store.stored_names(hashes)
 
     return send, known
 

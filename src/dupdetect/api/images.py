@@ -42,7 +42,14 @@ T = TypeVar("T")
 
 class KnownHashes(msgspec.Struct, kw_only=True):
     sha256: Annotated[list[Sha256], msgspec.Meta(max_length=1000)]
-    """Hex SHA-256s of files; the answer lists those already stored."""
+    """Hex SHA-256s of files."""
+
+
+class KnownFiles(msgspec.Struct, kw_only=True):
+    sha256: list[str]
+    """Those of the hashes asked about that are stored."""
+    filenames: dict[str, list[str]]
+    """Per stored hash, the file names it is stored under (a copy under another name is new)."""
 
 
 Threshold = Annotated[
@@ -162,9 +169,12 @@ class ImagesController(Controller):
         status_code=200,
         responses=error_responses((400, "Malformed body")),
     )
-    async def known(self, data: JSONBody[KnownHashes], store: NamedDependency[VectorStore]) -> KnownHashes:
-        wanted = [h.lower() for h in data.sha256]
-        return KnownHashes(sha256=sorted(await store.known_sha256(wanted)))
+    async def known(self, data: JSONBody[KnownHashes], store: NamedDependency[VectorStore]) -> KnownFiles:
+        stored = await store.stored_names([h.lower() for h in data.sha256])
+        return KnownFiles(
+            sha256=sorted(stored),
+            filenames={digest: sorted(name for name in names if name is not None) for digest, names in stored.items()},
+        )
 
     @get(
         "/duplicates/{request_id:str}",

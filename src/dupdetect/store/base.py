@@ -184,8 +184,9 @@ class VectorStore(Protocol):
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None: ...
 
-    async def known_sha256(self, hashes: list[str]) -> set[str]:
-        """Which of these SHA-256s are stored (resumable folder ingests)."""
+    async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
+        """For each of these SHA-256s that is stored, the file names it is stored under
+        (resumable folder ingests skip a file already stored under its name, not its copies)."""
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         """Record a person's decision; later searches and groups leave the pair out.

@@ -238,12 +238,15 @@ class PgVectorStore:
         )
         return [_image(row) for row in rows]
 
-    async def known_sha256(self, hashes: list[str]) -> set[str]:
+    async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         rows = await self.pool.fetch(
-            "SELECT DISTINCT sha256 FROM images WHERE collection = $2 AND sha256 = ANY($1::text[])",
+            "SELECT DISTINCT sha256, filename FROM images WHERE collection = $2 AND sha256 = ANY($1::text[])",
             hashes, self.collection,
         )
-        return {row["sha256"] for row in rows}
+        found: dict[str, set[str | None]] = {}
+        for row in rows:
+            found.setdefault(row["sha256"], set()).add(row["filename"])
+        return found
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
         return await self.pool.fetchval(

@@ -291,9 +291,12 @@ class PineconeStore:
         """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
         return None
 
-    async def known_sha256(self, hashes: list[str]) -> set[str]:
+    async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         found = await self._query(self._probe, min(10_000, 10 * len(hashes) + 1), {"sha256": {"$in": hashes}})
-        return {image.sha256 for image, _ in found}
+        names: dict[str, set[str | None]] = {}
+        for image, _ in found:
+            names.setdefault(image.sha256, set()).add(image.filename)
+        return names
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         raise Unsupported("not-a-duplicate decisions need the pgvector store")
