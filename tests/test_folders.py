@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -103,3 +105,50 @@ def _form(name: str, payload: bytes) -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("files", payload, filename=name)
     return form
+
+
+async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(60):
+        (folder / f"{n}.jpg").write_bytes(jpeg("rocket", quality=40 + n % 50))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
+    env.update(DUPDETECT_MODEL="efficientnet_lite0", DUPDETECT_DATA_DIR=str(tmp_path / "data"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dupdetect.cli", "ingest", str(folder), "--batch", "2", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while b"ingest [" not in seen:  # the progress bar: it is working
+        seen += await asyncio.wait_for(proc.stdout.read(200), timeout=120)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    out = (seen + rest).decode()
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "interrupted; run the same command again" in out
+    assert "already stored" in out.splitlines()[-1]  # the summary of what was done
+
+
+async def test_scan_writes_json_for_machines_and_keeps_its_output_quiet(folder: Path, tmp_path: Path) -> None:
+    (folder / "COPY_chelsea.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
+    report, answer = tmp_path / "report.html", tmp_path / "groups.json"
+    code, out = await dupdetect(
+        "scan", str(folder), "--report", str(report), "--json", str(answer), data_dir=tmp_path / "data"
+    )
+    assert code == 0, out
+    assert '{"time"' not in out  # no JSON log lines without --verbose
+    (group,) = json.loads(answer.read_text())["groups"]
+    assert {m["file"] for m in group["members"]} == {"chelsea.jpg", "COPY_chelsea.jpg", "trip/chelsea-small.jpg"}
+    assert group["keep"] in ("chelsea.jpg", "COPY_chelsea.jpg")  # full size, not the small copy
+    kinds = {frozenset((p["a"], p["b"])): p["kind"] for p in group["pairs"]}
+    assert kinds[frozenset(("chelsea.jpg", "COPY_chelsea.jpg"))] == "exact"
+    page = report.read_text()
+    assert "<b>keep</b>" in page and "exact 1.000" in page
+
+    code, out = await dupdetect(
+        "scan", str(folder), "--report", str(report), "--threshold", "0.9999", data_dir=tmp_path / "data"
+    )
+    assert code == 0 and "1 duplicate groups" in out  # exact copies pair whatever the threshold
+    code, out = await dupdetect("scan", str(folder), "--threshold", "2", data_dir=tmp_path / "data")
+    assert code == 2 and "not a similarity" in out

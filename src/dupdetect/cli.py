@@ -9,11 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import msgspec
 
 from dupdetect.errors import OperatorError
+
+if TYPE_CHECKING:
+    from dupdetect.folders import IngestReport
 from dupdetect.observability import configure_logging
 from dupdetect.settings import ModelName, Settings, SettingsError
 
@@ -173,6 +176,13 @@ def _weights_download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _similarity(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a similarity in (0, 1]")
+    return value
+
+
 def _summary(line: str, label: str, problems: list[str]) -> int:
     """Print what a folder command did and what went wrong; exit code 1 if anything did."""
     print(f"dupdetect: {line}")
@@ -218,37 +228,53 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from dupdetect.folders import http_client, image_files, ingest_folder, ingest_folder_locally
+    from dupdetect.folders import IngestReport, http_client, image_files, ingest_folder, ingest_folder_locally
     from dupdetect.keys import check_collection
     from dupdetect.runtime import running
 
-    async def run() -> int:
+    report = IngestReport()
+
+    async def run() -> None:
         if args.url:
             async with aiohttp.ClientSession() as session:
                 send, known = http_client(args.url.rstrip("/"), session, args.api_key)
                 files = list(image_files(args.folder))
-                report = await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch)
+                await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch, report=report)
         else:
             async with running(settings, sweep=False) as runtime:
-                report = await ingest_folder_locally(
-                    args.folder, runtime, batch=args.batch, collection=check_collection(args.collection)
+                await ingest_folder_locally(
+                    args.folder, runtime, batch=args.batch, collection=check_collection(args.collection), report=report
                 )
-        return _summary(
-            f"{report.added} added ({report.duplicates} duplicate pairs found), "
-            f"{report.skipped} already stored, {len(report.failed)} failed",
-            "failed",
-            report.failed,
-        )
 
-    return asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:  # one line and what was done, not a traceback
+        print("\ndupdetect: interrupted; run the same command again to go on where it stopped", file=sys.stderr)
+        _summary(_ingested(report), "failed", report.failed)
+        return 130
+    return _summary(_ingested(report), "failed", report.failed)
+
+
+def _ingested(report: IngestReport) -> str:
+    return (
+        f"{report.added} added ({report.duplicates} duplicate pairs found), "
+        f"{report.skipped} already stored, {len(report.failed)} failed"
+    )
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
-    from dupdetect.duplicates import connected_groups
-    from dupdetect.folders import ingest_folder_locally, report_html
+    # A one-off command: its own progress and summary, not the service's JSON logs.
+    configure_logging("info" if args.verbose else "error")
+
+    from dupdetect.folders import IngestReport, ingest_folder_locally, report_html, scan_groups, scan_json
     from dupdetect.runtime import running
+
+    duplicates = settings.duplicates
+    if args.threshold is not None:
+        duplicates = msgspec.structs.replace(duplicates, near_threshold=args.threshold)
+    report = IngestReport()
 
     async def run(data_dir: Path) -> int:
         # A throw-away embedded database: scanning a folder never touches the service's data.
@@ -256,23 +282,17 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             settings,
             database=msgspec.structs.replace(settings.database, database_url=None, data_dir=data_dir),
             store=msgspec.structs.replace(settings.store, store="pgvector"),
+            duplicates=duplicates,
         )
         async with running(scratch, sweep=False) as runtime:
-            report = await ingest_folder_locally(args.folder, runtime, batch=args.batch)
-            groups = connected_groups(await runtime.store.recorded_pairs())
-            images = {i.id: i for i in await runtime.store.get_images([m for g in groups for m in g])}
-            rendered = []
-            for group in groups:
-                members = sorted((images[m] for m in group), key=lambda image: image.filename or "")
-                rendered.append([
-                    (m.filename or "", f"{m.width}×{m.height} {m.format}, {m.byte_size:,} bytes",
-                     await runtime.store.thumbnail(m.id))
-                    for m in members
-                ])
-        args.report.write_text(report_html(args.folder, rendered), encoding="utf-8")
+            await ingest_folder_locally(args.folder, runtime, batch=args.batch, report=report)
+            groups = await scan_groups(runtime.store)
+        args.report.write_text(report_html(args.folder, groups), encoding="utf-8")
+        if args.json is not None:
+            args.json.write_bytes(scan_json(args.folder, groups, report))
         return _summary(
             f"{report.added + report.skipped} images, {len(groups)} duplicate groups, "
-            f"{len(report.failed)} failed; report: {args.report}",
+            f"{len(report.failed)} failed; report: {args.report}" + (f", {args.json}" if args.json else ""),
             "failed",
             report.failed,
         )
@@ -312,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("folder", type=Path)
     scan.add_argument("--report", type=Path, default=Path("dupdetect-report.html"))
     scan.add_argument("--batch", type=int, default=32, help="images per batch")
+    scan.add_argument("--json", type=Path, help="also write the groups, pairs and suggested keepers as JSON")
+    scan.add_argument("--threshold", type=_similarity, help="near-duplicate similarity (default DUPDETECT_NEAR_THRESHOLD)")
+    scan.add_argument("--verbose", action="store_true", help="log what happens (JSON lines on stderr)")
     scan.set_defaults(run=_scan)
 
     keys_cmd = commands.add_parser("keys", help="API keys: each opens one collection")

@@ -229,7 +229,7 @@ async def search_again(store: VectorStore, image: StoredImage, vector: np.ndarra
     return _pairs(found.keys(), found.values())
 
 
-def connected_groups(pairs: list[tuple[uuid.UUID, uuid.UUID]]) -> list[list[uuid.UUID]]:
+def connected_groups(pairs: Iterable[Pair]) -> list[list[uuid.UUID]]:
     """Images linked by duplicate pairs, directly or through others; largest group first."""
     parent: dict[uuid.UUID, uuid.UUID] = {}
 
@@ -240,8 +240,8 @@ def connected_groups(pairs: list[tuple[uuid.UUID, uuid.UUID]]) -> list[list[uuid
             node = parent[node]
         return node
 
-    for a, b in pairs:
-        parent[root(a)] = root(b)
+    for pair in pairs:
+        parent[root(pair.image_id)] = root(pair.duplicate_id)
     groups: dict[uuid.UUID, list[uuid.UUID]] = {}
     for node in parent:
         groups.setdefault(root(node), []).append(node)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import msgspec
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules, settle_pending
+from dupdetect.duplicates import Rules, connected_groups, settle_pending
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import DEFAULT_COLLECTION, VectorStore
+from dupdetect.store.base import DEFAULT_COLLECTION, Pair, StoredImage, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
 
 
@@ -79,12 +80,12 @@ Lookup = Callable[[list[str]], Awaitable[dict[str, set[str | None]]]]
 
 
 async def ingest_folder(
-    folder: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int
+    folder: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int, report: IngestReport | None = None
 ) -> IngestReport:
     """Send each of ``files`` (under ``folder``, which names them) not stored yet under its name,
     ``batch`` files a request. A byte-identical copy under another name is sent: it is stored
     and paired with the original (``exact``), as anyone running a duplicate finder expects."""
-    report = IngestReport()
+    report = report or IngestReport()  # the caller's, to report what was done if interrupted
     progress = Progress(len(files), "ingest")
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
@@ -164,7 +165,8 @@ index, which is then built in one parallel pass (faster than inserting row by ro
 
 
 async def ingest_folder_locally(
-    folder: Path, runtime: Runtime, *, batch: int, collection: str = DEFAULT_COLLECTION
+    folder: Path, runtime: Runtime, *, batch: int, collection: str = DEFAULT_COLLECTION,
+    report: IngestReport | None = None,
 ) -> IngestReport:
     """``dupdetect ingest DIR`` / ``scan DIR`` in-process: bulk load, then one k-NN pass.
     Interrupted, it resumes: stored files are skipped by SHA-256, unsettled requests searched."""
@@ -177,7 +179,7 @@ async def ingest_folder_locally(
         if stored < BULK_INDEX_ROWS and stored < len(files):
             bulk = store.bulk_load()
     async with bulk:
-        report = await ingest_folder(folder, files, send=send, known=known, batch=batch)
+        report = await ingest_folder(folder, files, send=send, known=known, batch=batch, report=report)
     report.duplicates = await find_pairs(runtime, report.added)
     return report
 
@@ -195,17 +197,87 @@ async def find_pairs(runtime: Runtime, images: int) -> int:
     return pairs
 
 
-def report_html(folder: Path, groups: list[list[tuple[str, str, bytes | None]]]) -> str:
-    """An offline page: each group's images as embedded thumbnails with their names and kinds."""
+@dataclass
+class ScanGroup:
+    """Images linked by duplicate pairs, with those pairs and the copy to keep."""
+
+    members: list[StoredImage]
+    pairs: list[Pair]
+    keeper: StoredImage
+    thumbnails: dict[uuid.UUID, bytes | None]
+
+
+def suggested_keeper(images: list[StoredImage]) -> StoredImage:
+    """The largest resolution, then the largest file, then the first by name."""
+    return min(images, key=lambda i: (-(i.width * i.height), -i.byte_size, i.filename or ""))
+
+
+async def scan_groups(store: VectorStore) -> list[ScanGroup]:
+    pairs = await store.recorded_pairs()
+    groups = connected_groups(pairs)
+    images = {i.id: i for i in await store.get_images([m for g in groups for m in g])}
+    found = []
+    for group in groups:
+        members = sorted((images[m] for m in group), key=lambda image: image.filename or "")
+        ids = set(group)
+        found.append(ScanGroup(
+            members=members,
+            pairs=[p for p in pairs if p.image_id in ids],
+            keeper=suggested_keeper(members),
+            thumbnails={m.id: await store.thumbnail(m.id) for m in members},
+        ))
+    return found
+
+
+def scan_json(folder: Path, groups: list[ScanGroup], report: IngestReport) -> bytes:
+    """``dupdetect scan --json``: groups, members, pairs with kind and similarity, the keeper."""
+    def name(image_id: uuid.UUID, group: ScanGroup) -> str | None:
+        return next(m.filename for m in group.members if m.id == image_id)
+
+    return msgspec.json.format(msgspec.json.encode({
+        "folder": str(folder),
+        "images": report.added + report.skipped,
+        "failed": report.failed,
+        "groups": [
+            {
+                "keep": group.keeper.filename,
+                "members": [
+                    {"file": m.filename, "width": m.width, "height": m.height, "format": m.format,
+                     "bytes": m.byte_size, "sha256": m.sha256}
+                    for m in group.members
+                ],
+                "pairs": [
+                    {"a": name(p.image_id, group), "b": name(p.duplicate_id, group), "kind": p.kind,
+                     "similarity": round(p.similarity, 4)}
+                    for p in group.pairs
+                ],
+            }
+            for group in groups
+        ],
+    }), indent=2)
+
+
+def report_html(folder: Path, groups: list[ScanGroup]) -> str:
+    """An offline page: each group's images as embedded thumbnails, the copy to keep, its pairs."""
     blocks = []
     for number, group in enumerate(groups, 1):
         figures = "".join(
             "<figure>"
-            + (f'<img src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}" alt="">' if thumb else "")
-            + f"<figcaption>{html.escape(name)}<br><small>{html.escape(detail)}</small></figcaption></figure>"
-            for name, detail, thumb in group
+            + (f'<img src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}" alt="">'
+               if (thumb := group.thumbnails.get(m.id)) else "")
+            + f"<figcaption>{'<b>keep</b> ' if m.id == group.keeper.id else ''}{html.escape(m.filename or '')}"
+            + f"<br><small>{m.width}×{m.height} {m.format}, {m.byte_size:,} bytes</small></figcaption></figure>"
+            for m in group.members
         )
-        blocks.append(f"<section><h2>Group {number}: {len(group)} images</h2><div>{figures}</div></section>")
+        names = {m.id: m.filename or "" for m in group.members}
+        pairs = "".join(
+            f"<li>{html.escape(names[p.image_id])} ↔ {html.escape(names[p.duplicate_id])}:"
+            f" {p.kind.replace('_', ' ')} {p.similarity:.3f}</li>"
+            for p in group.pairs
+        )
+        blocks.append(
+            f"<section><h2>Group {number}: {len(group.members)} images</h2><div>{figures}</div><ul>{pairs}</ul></section>"
+        )
     body = "".join(blocks) or "<p>No duplicates found.</p>"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>dupdetect scan</title><style>"
@@ -213,6 +285,6 @@ def report_html(folder: Path, groups: list[list[tuple[str, str, bytes | None]]])
         "section{background:#fff;border-radius:8px;padding:12px;margin:12px 0}"
         "section div{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:180px}"
         "img{width:180px;height:135px;object-fit:contain;background:#e9ecf2}"
-        "figcaption{word-break:break-all;font-size:12px}</style></head><body>"
+        "figcaption{word-break:break-all;font-size:12px}ul{font-size:12px;color:#4a5568}</style></head><body>"
         f"<h1>Duplicates in {html.escape(str(folder))}</h1><p>{len(groups)} groups</p>{body}</body></html>"
     )

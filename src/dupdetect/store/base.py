@@ -192,8 +192,8 @@ class VectorStore(Protocol):
         """Record a person's decision; later searches and groups leave the pair out.
         False if either image does not exist. May raise Unsupported."""
 
-    async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        """Every recorded duplicate pair, once. May raise Unsupported."""
+    async def recorded_pairs(self) -> list[Pair]:
+        """Every recorded duplicate pair, once, with its kind and similarity. May raise Unsupported."""
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]: ...
 

@@ -223,13 +223,13 @@ class PgVectorStore:
             )
         return True
 
-    async def recorded_pairs(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    async def recorded_pairs(self) -> list[Pair]:
         rows = await self.pool.fetch(  # a pair never spans collections: one side tells
-            "SELECT d.image_id, d.duplicate_id FROM duplicates d JOIN images i ON i.id = d.image_id"
-            " WHERE i.collection = $1",
+            "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind FROM duplicates d"
+            " JOIN images i ON i.id = d.image_id WHERE i.collection = $1",
             self.collection,
         )
-        return [(row["image_id"], row["duplicate_id"]) for row in rows]
+        return [Pair(**dict(row)) for row in rows]
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
         rows = await self.pool.fetch(
