@@ -45,6 +45,16 @@ async def test_not_a_duplicate_is_honoured_by_later_searches_and_groups(base_url
     assert groups["total"] == 1
     assert {i["filename"] for i in groups["groups"][0]["images"]} == {"c.jpg", "d.jpg"}
 
+    # Changed one's mind: the decision goes and the pair is back, recorded as before.
+    async with http.delete(f"{base_url}/not-duplicates/{a}/{b}") as resp:
+        assert resp.status == 204
+    async with http.get(f"{base_url}/duplicates/{first['request_id']}") as resp:
+        assert [d["image_id"] for d in (await resp.json())["images"][0]["duplicates"]] == [b]
+    async with http.get(f"{base_url}/groups") as resp:
+        assert (await resp.json())["total"] == 2
+    async with http.delete(f"{base_url}/not-duplicates/{a}/{b}") as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "decision_not_found"
+
 
 async def test_bad_decisions_are_refused(base_url: str, http: aiohttp.ClientSession) -> None:
     body = await upload(http, base_url, ("a.jpg", jpeg("rocket")))

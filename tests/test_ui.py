@@ -52,6 +52,13 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
             lambda d: all(img.get_attribute("naturalWidth") not in (None, "0") for img in d.find_elements(By.TAG_NAME, "img"))
         )
         kinds = [node.text for node in driver.find_elements(By.CSS_SELECTOR, ".card.result .kind")]
+        # A decision, then its undo: the figure is dimmed, then shown again.
+        figure = driver.find_element(By.CSS_SELECTOR, ".card.result .dups figure")
+        figure.find_element(By.TAG_NAME, "button").click()
+        WebDriverWait(driver, 30).until(lambda _: "dismissed" in (figure.get_attribute("class") or ""))
+        figure.find_element(By.TAG_NAME, "button").click()  # now "Undo"
+        WebDriverWait(driver, 30).until(lambda _: "dismissed" not in (figure.get_attribute("class") or ""))
+        assert figure.find_element(By.TAG_NAME, "button").text == "Not a duplicate"
         return kinds, driver.get_screenshot_as_png()
     finally:
         driver.quit()

@@ -229,6 +229,21 @@ async def search_again(store: VectorStore, image: StoredImage, vector: np.ndarra
     return _pairs(found.keys(), found.values())
 
 
+async def undo_not_duplicate(
+    store: VectorStore, a: uuid.UUID, b: uuid.UUID, *, model: str, rules: Rules
+) -> bool:
+    """Withdraw a person's decision and search the first image again, so the pair (and any
+    other it had) is recorded as the rules find it. False if there was no such decision."""
+    if not await store.unmark_not_duplicate(a, b):
+        return False
+    image = await store.get_image(a)
+    if image is not None:
+        stored = [(i, v) for i, v in await store.request_images(image.request_id) if i.id == a]
+        found = await _search_stored(store, stored, model=model, rules=rules)
+        await store.settle(image.request_id, _pairs(found.keys(), found.values()), model=model)
+    return True
+
+
 def connected_groups(pairs: Iterable[Pair]) -> list[list[uuid.UUID]]:
     """Images linked by duplicate pairs, directly or through others; largest group first."""
     parent: dict[uuid.UUID, uuid.UUID] = {}

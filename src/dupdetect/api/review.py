@@ -10,13 +10,14 @@ from importlib import resources
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, MediaType, Response, get, post
+from litestar import Controller, MediaType, Response, delete, get, post
 from litestar.response import Redirect
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect.api.errors import ApiError, error_responses
-from dupdetect.duplicates import connected_groups
+from dupdetect.duplicates import Rules, connected_groups, undo_not_duplicate
+from dupdetect.runtime import Runtime
 from dupdetect.store.base import StoredImage, VectorStore
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
@@ -126,3 +127,16 @@ class ReviewController(Controller):
         if not await store.mark_not_duplicate(a, b):
             raise ApiError(404, "image_not_found", "one of the images does not exist")
         return data
+
+    @delete(
+        "/not-duplicates/{a:str}/{b:str}",
+        summary="Undo a not-a-duplicate decision: the pair is searched again and recorded if it is one",
+        responses=error_responses((400, "Malformed image id"), (404, "No such decision"), NOT_SUPPORTED),
+    )
+    async def undo_not_duplicate(
+        self, a: FromPath[uuid.UUID], b: FromPath[uuid.UUID], runtime: NamedDependency[Runtime],
+        store: NamedDependency[VectorStore],
+    ) -> None:
+        rules = Rules.from_settings(runtime.settings.duplicates)
+        if not await undo_not_duplicate(store, a, b, model=runtime.pipeline.model_name, rules=rules):
+            raise ApiError(404, "decision_not_found", f"no not-a-duplicate decision for {a} and {b}")

@@ -192,6 +192,9 @@ class VectorStore(Protocol):
         """Record a person's decision; later searches and groups leave the pair out.
         False if either image does not exist. May raise Unsupported."""
 
+    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        """Withdraw a decision; False if there was none. May raise Unsupported."""
+
     async def recorded_pairs(self) -> list[Pair]:
         """Every recorded duplicate pair, once, with its kind and similarity. May raise Unsupported."""
 

@@ -223,6 +223,15 @@ class PgVectorStore:
             )
         return True
 
+    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        first, second = sorted((a, b))
+        removed = await self.pool.fetchval(
+            "DELETE FROM not_duplicates d USING images i WHERE d.image_a = $1 AND d.image_b = $2"
+            " AND i.id = d.image_a AND i.collection = $3 RETURNING true",
+            first, second, self.collection,
+        )
+        return removed is not None
+
     async def recorded_pairs(self) -> list[Pair]:
         rows = await self.pool.fetch(  # a pair never spans collections: one side tells
             "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind FROM duplicates d"

@@ -301,6 +301,9 @@ class PineconeStore:
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         raise Unsupported("not-a-duplicate decisions need the pgvector store")
 
+    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        raise Unsupported("not-a-duplicate decisions need the pgvector store")
+
     async def recorded_pairs(self) -> list[Pair]:
         raise Unsupported("duplicate groups need the pgvector store (Pinecone records no pairs)")
 
