@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,10 +12,11 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
+from PIL import Image
 
 from dupdetect.settings import FetchSettings, LimitSettings, Settings
 from tests.conftest import Backend, serving, web_server
-from tests.photos import corrupt_png, edited_copy, jpeg, not_an_image, pixel_bomb, truncated_jpeg
+from tests.photos import corrupt_png, edited_copy, encode, jpeg, not_an_image, photo, pixel_bomb, truncated_jpeg
 
 
 def form(*files: tuple[str, bytes]) -> aiohttp.FormData:
@@ -477,6 +479,21 @@ async def test_known_hashes_must_be_sha256s(base_url: str, http: aiohttp.ClientS
     assert resp.status == 400 and body["error"]["code"] == "invalid_request"
     async with http.post(f"{base_url}/images/known", json={"sha256": ["ab" * 32]}) as resp:
         assert resp.status == 200 and (await resp.json())["sha256"] == []
+
+
+async def test_when_and_with_what_a_photo_was_taken_is_stored_and_shown(
+    base_url: str, http: aiohttp.ClientSession
+) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon\x00\x00"  # NUL-padded, as cameras write it
+    exif[0x0110] = "EOS 5D Mark IV"
+    exif.get_ifd(0x8769)[0x9003] = "2021:06:01 10:20:30"
+    buffer = io.BytesIO()
+    photo("rocket").save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    _, body = await post(http, base_url, data=form(("taken.jpg", buffer.getvalue()), ("plain.png", encode(photo("coffee"), "PNG"))))
+    (_, taken), (_, plain) = [await get(http, f"{base_url}/images/{item['image_id']}") for item in body["items"]]
+    assert (taken["taken_at"], taken["camera_make"], taken["camera_model"]) == ("2021-06-01T10:20:30", "Canon", "EOS 5D Mark IV")
+    assert (plain["taken_at"], plain["camera_make"], plain["camera_model"]) == (None, None, None)
 
 
 async def test_metadata_endpoints(base_url: str, http: aiohttp.ClientSession) -> None:

@@ -9,6 +9,8 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -57,6 +59,10 @@ class DecodedImage:
     width: int
     height: int
     """Of the original, after EXIF orientation."""
+    taken_at: datetime | None = None
+    """EXIF DateTimeOriginal: the camera's local time, no time zone."""
+    camera_make: str | None = None
+    camera_model: str | None = None
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -106,6 +112,24 @@ def _thumbnail(rgb: Image.Image, side: int) -> bytes | None:
     return buffer.getvalue()
 
 
+def _exif_text(value: object) -> str | None:
+    """EXIF strings are NUL-padded bytes of any encoding: keep what reads as text."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).replace("\x00", "").strip() if value is not None else ""
+    return text[:100] or None
+
+
+def _camera(exif: Image.Exif) -> dict[str, Any]:
+    """When and with what the photo was taken, from EXIF; None for what is missing or garbled."""
+    taken = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)  # DateTimeOriginal, else DateTime
+    try:
+        taken_at = datetime.strptime(str(_exif_text(taken)), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        taken_at = None
+    return {"taken_at": taken_at, "camera_make": _exif_text(exif.get(0x010F)), "camera_model": _exif_text(exif.get(0x0110))}
+
+
 def _decode_cost(image: Image.Image) -> int:
     """Bytes decoding will allocate: the decoded raster plus its RGB copy."""
     width, height = image.size
@@ -136,7 +160,9 @@ def decode(
                     "too_many_pixels",
                     f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
                 )
-            orientation = image.getexif().get(0x0112, 1)
+            exif = image.getexif()
+            orientation = exif.get(0x0112, 1)
+            camera = _camera(exif)
             if orientation in _ORIENTATION_SWAPS:
                 width, height = height, width
             if image.format == "JPEG":
@@ -171,4 +197,5 @@ def decode(
         format=kind,
         width=width,
         height=height,
+        **camera,
     )

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -208,8 +209,10 @@ class ScanGroup:
 
 
 def suggested_keeper(images: list[StoredImage]) -> StoredImage:
-    """The largest resolution, then the largest file, then the first by name."""
-    return min(images, key=lambda i: (-(i.width * i.height), -i.byte_size, i.filename or ""))
+    """The largest resolution, then the largest file, then the earliest taken, then the first by name."""
+    return min(images, key=lambda i: (
+        -(i.width * i.height), -i.byte_size, i.taken_at or datetime.max, i.filename or ""
+    ))
 
 
 async def scan_groups(store: VectorStore) -> list[ScanGroup]:

@@ -67,6 +67,9 @@ async def _prepare(
         phash=image.phash,
         thumbnail=image.thumbnail,
         vector=embedded.vector,
+        taken_at=image.taken_at,
+        camera_make=image.camera_make,
+        camera_model=image.camera_model,
     )
 
 

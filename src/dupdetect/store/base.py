@@ -31,6 +31,9 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     phash: int
     thumbnail: bytes | None
     vector: np.ndarray
+    taken_at: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
 
     def stored(self, request_id: uuid.UUID, model: str, created_at: datetime) -> StoredImage:
         """How the image reads back once stored."""
@@ -53,6 +56,10 @@ class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     """64-bit perceptual hash; None for images stored before the near-exact tier existed."""
     model: str
     created_at: datetime
+    taken_at: datetime | None = None
+    """When the photo was taken (EXIF, the camera's local time)."""
+    camera_make: str | None = None
+    camera_model: str | None = None
 
 
 class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -53,7 +53,7 @@ misses 0.5 % of near-copies at ef_search 100, where 64 finds them all."""
 
 _IMAGE_COLUMNS = (
     "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
-    " i.format, i.sha256, i.phash, i.model, i.created_at"
+    " i.format, i.sha256, i.phash, i.model, i.created_at, i.taken_at, i.camera_make, i.camera_model"
 )
 
 
@@ -281,11 +281,12 @@ class PgVectorStore:
             await conn.copy_records_to_table(
                 "images",
                 columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                         "format", "sha256", "phash", "thumbnail", "model", "embedding", "collection"],
+                         "format", "sha256", "phash", "thumbnail", "model", "embedding", "collection",
+                         "taken_at", "camera_make", "camera_model"],
                 records=[
                     (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
                      img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector,
-                     self.collection)
+                     self.collection, img.taken_at, img.camera_make, img.camera_model)
                     for img in images
                 ],
             )

@@ -84,6 +84,9 @@ def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: dat
         "phash_bands": _band_terms(image.phash),
         "model": model,
         "created_at": created_at.isoformat(),
+        "taken_at": image.taken_at.isoformat() if image.taken_at else None,
+        "camera_make": image.camera_make,
+        "camera_model": image.camera_model,
         "request_created_at": request.created_at.isoformat(),
         "submitted": request.submitted,
         "added": request.added,
@@ -106,6 +109,9 @@ def _image(meta: dict[str, Any]) -> StoredImage:
         phash=int(meta["phash"]) if "phash" in meta else None,
         model=meta["model"],
         created_at=datetime.fromisoformat(meta["created_at"]),
+        taken_at=datetime.fromisoformat(meta["taken_at"]) if "taken_at" in meta else None,
+        camera_make=meta.get("camera_make"),
+        camera_model=meta.get("camera_model"),
     )
 
 
