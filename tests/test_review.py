@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 
 import aiohttp
+import asyncpg
 from PIL import Image
 
+from dupdetect.settings import Settings
 from tests.photos import edited_copy, jpeg
 
 
@@ -69,3 +71,25 @@ async def test_bad_decisions_are_refused(base_url: str, http: aiohttp.ClientSess
             assert (resp.status, (await resp.json())["error"]["code"]) == (status, code)
     async with http.get(f"{base_url}/groups?page_size=0") as resp:
         assert resp.status == 400
+
+
+async def test_analysts_get_pairs_with_names_and_groups_without_recursive_sql(
+    base_url: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    await upload(http, base_url, ("a.jpg", jpeg("rocket")))
+    await upload(http, base_url, ("b.jpg", edited_copy("rocket")), ("c.jpg", jpeg("coffee")), ("d.jpg", jpeg("coffee", 60)))
+    await upload(http, base_url, ("e.jpg", jpeg("rocket", 60)))  # a third copy: one group of three
+    conn = await asyncpg.connect(settings.database.database_url)
+    try:
+        pairs = await conn.fetch("SELECT image, duplicate, kind, image_phash FROM duplicate_pairs")
+        groups = await conn.fetch(
+            "SELECT group_id, group_size, array_agg(image ORDER BY image) AS images FROM duplicate_groups"
+            " GROUP BY group_id, group_size ORDER BY group_size DESC"
+        )
+        described = await conn.fetchval("SELECT col_description('images'::regclass, 3)")  # every column explained
+    finally:
+        await conn.close()
+    assert {frozenset((p["image"], p["duplicate"])) for p in pairs} >= {frozenset(("a.jpg", "b.jpg")), frozenset(("c.jpg", "d.jpg"))}
+    assert all(len(p["image_phash"]) == 16 for p in pairs)
+    assert [(g["group_size"], g["images"]) for g in groups] == [(3, ["a.jpg", "b.jpg", "e.jpg"]), (2, ["c.jpg", "d.jpg"])]
+    assert described

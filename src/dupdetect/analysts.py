@@ -10,7 +10,10 @@ import asyncpg
 
 from dupdetect.errors import OperatorError
 
-READABLE = ("collections", "requests", "images", "duplicates", "not_duplicates", "image_duplicates")
+READABLE = (
+    "collections", "requests", "images", "duplicates", "not_duplicates",
+    "image_duplicates", "duplicate_pairs", "duplicate_groups",
+)
 """What analysts see; ``api_keys`` and ``alembic_version`` stay out of reach."""
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
