@@ -36,6 +36,8 @@ async def test_not_a_duplicate_is_honoured_by_later_searches_and_groups(base_url
     async with http.get(f"{base_url}/groups") as resp:
         groups = await resp.json()
     assert groups["total"] == 2 and [g["size"] for g in groups["groups"]] == [2, 2]
+    rockets = next(g for g in groups["groups"] if a in {i["id"] for i in g["images"]})
+    assert rockets["keep"] == a and rockets["images"][0]["id"] == a  # the full-size original, listed first
 
     async with http.post(f"{base_url}/not-duplicates", json={"image_ids": [b, a]}) as resp:
         assert resp.status == 201
@@ -87,9 +89,11 @@ async def test_analysts_get_pairs_with_names_and_groups_without_recursive_sql(
             " GROUP BY group_id, group_size ORDER BY group_size DESC"
         )
         described = await conn.fetchval("SELECT col_description('images'::regclass, 3)")  # every column explained
+        keepers = await conn.fetch("SELECT image FROM duplicate_groups WHERE suggested_keep ORDER BY image")
     finally:
         await conn.close()
     assert {frozenset((p["image"], p["duplicate"])) for p in pairs} >= {frozenset(("a.jpg", "b.jpg")), frozenset(("c.jpg", "d.jpg"))}
     assert all(len(p["image_phash"]) == 16 for p in pairs)
     assert [(g["group_size"], g["images"]) for g in groups] == [(3, ["a.jpg", "b.jpg", "e.jpg"]), (2, ["c.jpg", "d.jpg"])]
     assert described
+    assert [k["image"] for k in keepers] == ["a.jpg", "c.jpg"]  # one per group: the largest, best copy

@@ -78,7 +78,13 @@ def upgrade() -> None:
         ), grouped AS (
             SELECT image_id, min(member::text)::uuid AS group_id FROM reach GROUP BY image_id
         )
-        SELECT g.group_id, count(*) OVER (PARTITION BY g.group_id) AS group_size, i.collection,
+        SELECT g.group_id, count(*) OVER (PARTITION BY g.group_id) AS group_size,
+               row_number() OVER (
+                   PARTITION BY g.group_id
+                   ORDER BY i.width::bigint * i.height DESC, i.byte_size DESC, i.taken_at NULLS LAST,
+                            coalesce(i.filename, i.url)
+               ) = 1 AS suggested_keep,
+               i.collection,
                i.id AS image_id, coalesce(i.filename, i.url) AS image, i.width, i.height, i.byte_size,
                i.taken_at, i.camera_make, i.camera_model, lpad(to_hex(i.phash), 16, '0') AS phash
         FROM grouped g JOIN images i ON i.id = g.image_id
@@ -86,7 +92,8 @@ def upgrade() -> None:
     )
     op.execute(
         "COMMENT ON VIEW duplicate_groups IS 'Every image that has a duplicate, with its group (images linked"
-        " by pairs, directly or through others): group_id is the smallest image id in it'"
+        " by pairs, directly or through others): group_id is the smallest image id in it; suggested_keep marks"
+        " the copy to keep (largest resolution, then file, then earliest taken)'"
     )
 
 

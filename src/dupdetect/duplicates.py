@@ -244,6 +244,14 @@ async def undo_not_duplicate(
     return True
 
 
+def suggested_keeper(images: list[StoredImage]) -> StoredImage:
+    """The copy of a group to keep: the largest resolution, then the largest file, then the
+    earliest taken, then the first by name (the duplicate_groups view applies the same rule)."""
+    return min(images, key=lambda i: (
+        -(i.width * i.height), -i.byte_size, i.taken_at or datetime.max, i.filename or i.url or ""
+    ))
+
+
 def connected_groups(pairs: Iterable[Pair]) -> list[list[uuid.UUID]]:
     """Images linked by duplicate pairs, directly or through others; largest group first."""
     parent: dict[uuid.UUID, uuid.UUID] = {}

@@ -12,14 +12,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 import msgspec
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules, connected_groups, settle_pending
+from dupdetect.duplicates import Rules, connected_groups, settle_pending, suggested_keeper
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
@@ -206,13 +205,6 @@ class ScanGroup:
     pairs: list[Pair]
     keeper: StoredImage
     thumbnails: dict[uuid.UUID, bytes | None]
-
-
-def suggested_keeper(images: list[StoredImage]) -> StoredImage:
-    """The largest resolution, then the largest file, then the earliest taken, then the first by name."""
-    return min(images, key=lambda i: (
-        -(i.width * i.height), -i.byte_size, i.taken_at or datetime.max, i.filename or ""
-    ))
 
 
 async def scan_groups(store: VectorStore) -> list[ScanGroup]:

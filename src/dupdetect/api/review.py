@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect.api.errors import ApiError, error_responses
-from dupdetect.duplicates import Rules, connected_groups, undo_not_duplicate
+from dupdetect.duplicates import Rules, connected_groups, suggested_keeper, undo_not_duplicate
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import StoredImage, VectorStore
 
@@ -46,6 +46,8 @@ PAGE_HEADERS = {
 class Group(msgspec.Struct, kw_only=True):
     size: int
     """All images in the group; ``images`` holds at most ``max_size`` of them."""
+    keep: uuid.UUID
+    """The copy to keep: the largest resolution, then file, then the earliest taken (listed first)."""
     images: list[StoredImage]
 
 
@@ -98,16 +100,17 @@ class ReviewController(Controller):
     ) -> GroupsPage:
         groups = connected_groups(await store.recorded_pairs())
         shown = groups[(page - 1) * page_size : page * page_size]
-        images = {
-            image.id: image
-            for image in await store.get_images([i for group in shown for i in group[:max_size]])
-        }
+        images = {image.id: image for image in await store.get_images([i for group in shown for i in group])}
+        pages = []
+        for group in shown:
+            members = sorted((images[i] for i in group if i in images), key=lambda image: image.created_at)
+            if not members:  # deleted meanwhile
+                continue
+            keep = suggested_keeper(members)
+            listed = [keep, *(m for m in members if m.id != keep.id)][:max_size]  # the keeper always shown
+            pages.append(Group(size=len(group), keep=keep.id, images=listed))
         return GroupsPage(
-            groups=[
-                Group(size=len(group), images=sorted((images[i] for i in group[:max_size] if i in images),
-                                                     key=lambda image: image.created_at))
-                for group in shown
-            ],
+            groups=pages,
             page=page,
             page_size=page_size,
             total=len(groups),
