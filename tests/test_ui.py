@@ -6,8 +6,11 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import asyncpg
 import msgspec
+import numpy as np
 import pytest
+from PIL import Image
 
 from dupdetect.database import create_pool
 from dupdetect.keys import KeyRegistry
@@ -42,7 +45,7 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
         if key is not None:  # the first call is refused; the page asks for a key
             driver.find_element(By.ID, "files").send_keys(str(files[0]))
             WebDriverWait(driver, 30).until(ready.visibility_of_element_located((By.ID, "key")))
-            assert "missing_api_key" in driver.find_element(By.ID, "upload-status").text
+            assert "missing_api_key" in driver.find_element(By.ID, "results").text
             driver.find_element(By.ID, "key").send_keys(key)
             driver.find_element(By.CSS_SELECTOR, "#key-form button").click()
             driver.execute_script("document.getElementById('files').value = ''")  # choose afresh
@@ -88,3 +91,40 @@ async def test_with_auth_on_the_page_asks_for_a_key_and_then_works(settings: Set
             await pool.close()
         kinds, _ = await asyncio.to_thread(_browse, base_url, [original, copy], token)
     assert kinds == ["near exact", "near exact"]
+
+
+def _upload_many(base_url: str, files: list[Path]) -> tuple[str, str | None]:
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1100,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")))
+    try:
+        driver.get(f"{base_url}/ui")
+        driver.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
+        WebDriverWait(driver, 120).until(lambda d: "added" in d.find_element(By.ID, "upload-status").text)
+        return driver.find_element(By.ID, "upload-status").text, driver.find_element(By.ID, "progress").get_attribute("value")
+    finally:
+        driver.quit()
+
+
+async def test_many_files_are_uploaded_in_batches_with_progress(
+    base_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    files = []
+    for n in range(45):  # more than one request's worth for the page (20 a batch)
+        path = tmp_path / f"{n:02}.jpg"
+        pixels = np.random.default_rng(n).integers(0, 255, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((160, 120)).save(path, "JPEG")
+        files.append(path)
+    status, progress = await asyncio.to_thread(_upload_many, base_url, files)
+    assert status.startswith("45 of 45 image(s) added") and progress == "45"
+    conn = await asyncpg.connect(settings.database.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM requests") == 3  # 20 + 20 + 5
+    finally:
+        await conn.close()
