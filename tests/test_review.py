@@ -97,3 +97,23 @@ async def test_analysts_get_pairs_with_names_and_groups_without_recursive_sql(
     assert [(g["group_size"], g["images"]) for g in groups] == [(3, ["a.jpg", "b.jpg", "e.jpg"]), (2, ["c.jpg", "d.jpg"])]
     assert described
     assert [k["image"] for k in keepers] == ["a.jpg", "c.jpg"]  # one per group: the largest, best copy
+
+
+async def test_keep_and_trash_marks_are_stored_and_exported(base_url: str, http: aiohttp.ClientSession) -> None:
+    first = await upload(http, base_url, ("-cmd.jpg", jpeg("rocket")))
+    second = await upload(http, base_url, ("copy.jpg", edited_copy("rocket")))
+    a, b = first["items"][0]["image_id"], second["items"][0]["image_id"]
+    for ids, mark in (([a], "keep"), ([b, "7c9e6679-7425-40de-944b-e07fc1f90ae7"], "trash")):
+        async with http.post(f"{base_url}/marks", json={"image_ids": ids, "mark": mark}) as resp:
+            assert resp.status == 200 and (await resp.json())["marked"] == 1  # unknown ids are not counted
+    async with http.get(f"{base_url}/marks") as resp:
+        exported = await resp.json()
+    assert [(m["image_id"], m["mark"], m["file"]) for m in exported] == [(a, "keep", "-cmd.jpg"), (b, "trash", "copy.jpg")]
+    async with http.get(f"{base_url}/marks?format=csv") as resp:
+        assert resp.content_type == "text/csv" and "attachment" in resp.headers["Content-Disposition"]
+        lines = (await resp.text()).splitlines()
+    assert lines[0].startswith("image_id,file,sha256") and ",'-cmd.jpg," in lines[1]  # never a formula
+    async with http.post(f"{base_url}/marks", json={"image_ids": [a, b], "mark": None}) as resp:
+        assert (await resp.json())["marked"] == 2
+    async with http.get(f"{base_url}/marks") as resp:
+        assert await resp.json() == []

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import msgspec
 import numpy as np
@@ -62,6 +63,12 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
         figure.find_element(By.TAG_NAME, "button").click()  # now "Undo"
         WebDriverWait(driver, 30).until(lambda _: "dismissed" not in (figure.get_attribute("class") or ""))
         assert figure.find_element(By.TAG_NAME, "button").text == "Not a duplicate"
+        # The group, its suggested keeper and metadata; the other copy marked for the bin.
+        driver.find_element(By.ID, "tab-groups").click()
+        WebDriverWait(driver, 30).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".card.group figure")))
+        copy = next(f for f in driver.find_elements(By.CSS_SELECTOR, ".card.group figure") if "suggested keep" not in f.text)
+        next(b for b in copy.find_elements(By.TAG_NAME, "button") if b.text == "Trash").click()
+        WebDriverWait(driver, 30).until(lambda _: copy.get_attribute("data-mark") == "trash")
         return kinds, driver.get_screenshot_as_png()
     finally:
         driver.quit()
@@ -73,6 +80,8 @@ async def test_upload_two_duplicates_and_see_them_paired(base_url: str, tmp_path
     copy.write_bytes(edited_copy("rocket"))
     kinds, png = await asyncio.to_thread(_browse, base_url, [original, copy])
     assert kinds == ["near exact", "near exact"]  # each shown with the other
+    async with aiohttp.ClientSession() as http, http.get(f"{base_url}/marks") as resp:
+        assert [(m["file"], m["mark"]) for m in await resp.json()] == [("rocket-small.jpg", "trash")]
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.write_bytes(png)
 

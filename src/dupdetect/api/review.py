@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import re
 import uuid
+from datetime import datetime
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, post
@@ -18,7 +21,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from dupdetect.api.errors import ApiError, error_responses
 from dupdetect.duplicates import Rules, connected_groups, suggested_keeper, undo_not_duplicate
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import StoredImage, VectorStore
+from dupdetect.store.base import Mark, MarkedImage, StoredImage, VectorStore
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
 PAGE = (resources.files("dupdetect") / "ui" / "index.html").read_text(encoding="utf-8")
@@ -61,6 +64,49 @@ class GroupsPage(msgspec.Struct, kw_only=True):
 
 class NotDuplicate(msgspec.Struct, kw_only=True):
     image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=2, max_length=2)]
+
+
+class Marks(msgspec.Struct, kw_only=True):
+    image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=1000)]
+    mark: Mark | None
+    """``keep``, ``trash``, or null to clear."""
+
+
+class Marked(msgspec.Struct, kw_only=True):
+    marked: int
+    """How many of the images exist (in this collection) and now carry the mark."""
+
+
+class MarkOut(msgspec.Struct, kw_only=True):
+    image_id: uuid.UUID
+    file: str | None
+    sha256: str
+    width: int
+    height: int
+    byte_size: int
+    taken_at: datetime | None
+    mark: Mark
+    marked_at: datetime
+
+
+def _mark_out(marked: MarkedImage) -> MarkOut:
+    image = marked.image
+    return MarkOut(
+        image_id=image.id, file=image.filename or image.url, sha256=image.sha256, width=image.width,
+        height=image.height, byte_size=image.byte_size, taken_at=image.taken_at, mark=marked.mark,
+        marked_at=marked.marked_at,
+    )
+
+
+def _csv(rows: list[MarkOut]) -> str:
+    """Spreadsheet-safe: a cell starting with = + - @ is not read as a formula."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(MarkOut.__struct_fields__)
+    for row in rows:
+        cells = ["" if value is None else str(value) for value in msgspec.structs.astuple(row)]
+        writer.writerow(["'" + cell if cell[:1] in ("=", "+", "-", "@") else cell for cell in cells])
+    return out.getvalue()
 
 
 class ReviewController(Controller):
@@ -130,6 +176,31 @@ class ReviewController(Controller):
         if not await store.mark_not_duplicate(a, b):
             raise ApiError(404, "image_not_found", "one of the images does not exist")
         return data
+
+    @post(
+        "/marks",
+        summary="Mark images keep or trash (null clears), e.g. the copies of a duplicate group",
+        status_code=200,
+        responses=error_responses((400, "Malformed body"), NOT_SUPPORTED),
+    )
+    async def set_marks(self, data: JSONBody[Marks], store: NamedDependency[VectorStore]) -> Marked:
+        return Marked(marked=await store.set_marks(data.image_ids, data.mark))
+
+    @get(
+        "/marks",
+        summary="Export the keep/trash marks, as JSON or CSV (format=csv)",
+        responses=error_responses((400, "Malformed parameter"), NOT_SUPPORTED),
+    )
+    async def marks(
+        self, store: NamedDependency[VectorStore], format: Literal["json", "csv"] = "json"  # noqa: A002
+    ) -> Response[Any]:
+        rows = [_mark_out(marked) for marked in await store.marked_images()]
+        if format == "json":
+            return Response(rows, media_type=MediaType.JSON)
+        return Response(
+            _csv(rows), media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="dupdetect-marks.csv"'},
+        )
 
     @delete(
         "/not-duplicates/{a:str}/{b:str}",

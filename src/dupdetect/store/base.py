@@ -62,6 +62,15 @@ class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     camera_model: str | None = None
 
 
+Mark = Literal["keep", "trash"]
+
+
+class MarkedImage(msgspec.Struct, frozen=True, kw_only=True):
+    image: StoredImage
+    mark: Mark
+    marked_at: datetime
+
+
 class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     created_at: datetime
@@ -201,6 +210,12 @@ class VectorStore(Protocol):
 
     async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         """Withdraw a decision; False if there was none. May raise Unsupported."""
+
+    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
+        """Mark images keep or trash (None clears); returns how many of them exist. May raise Unsupported."""
+
+    async def marked_images(self) -> list[MarkedImage]:
+        """Every marked image, oldest mark first. May raise Unsupported."""
 
     async def recorded_pairs(self) -> list[Pair]:
         """Every recorded duplicate pair, once, with its kind and similarity. May raise Unsupported."""

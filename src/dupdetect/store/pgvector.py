@@ -23,6 +23,8 @@ from dupdetect.store.base import (
     DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
+    Mark,
+    MarkedImage,
     Match,
     ModelMismatch,
     NewImage,
@@ -231,6 +233,29 @@ class PgVectorStore:
             first, second, self.collection,
         )
         return removed is not None
+
+    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = [row["id"] for row in await conn.fetch(
+                "SELECT id FROM images WHERE id = ANY($1::uuid[]) AND collection = $2", image_ids, self.collection
+            )]
+            if mark is None:
+                await conn.execute("DELETE FROM marks WHERE image_id = ANY($1::uuid[])", ids)
+            else:
+                await conn.execute(
+                    "INSERT INTO marks (image_id, mark) SELECT unnest($1::uuid[]), $2"
+                    " ON CONFLICT (image_id) DO UPDATE SET mark = excluded.mark, marked_at = now()",
+                    ids, mark,
+                )
+        return len(ids)
+
+    async def marked_images(self) -> list[MarkedImage]:
+        rows = await self.pool.fetch(
+            f"SELECT {_IMAGE_COLUMNS}, m.mark, m.marked_at FROM marks m JOIN images i ON i.id = m.image_id"
+            " WHERE i.collection = $1 ORDER BY m.marked_at, i.id",
+            self.collection,
+        )
+        return [MarkedImage(image=_image(row), mark=row["mark"], marked_at=row["marked_at"]) for row in rows]
 
     async def recorded_pairs(self) -> list[Pair]:
         rows = await self.pool.fetch(  # a pair never spans collections: one side tells

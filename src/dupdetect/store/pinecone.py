@@ -37,6 +37,8 @@ from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
+    Mark,
+    MarkedImage,
     Candidate,
     CandidateSearch,
     Match,
@@ -309,6 +311,12 @@ class PineconeStore:
 
     async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         raise Unsupported("not-a-duplicate decisions need the pgvector store")
+
+    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
+        raise Unsupported("keep/trash marks need the pgvector store")
+
+    async def marked_images(self) -> list[MarkedImage]:
+        raise Unsupported("keep/trash marks need the pgvector store")
 
     async def recorded_pairs(self) -> list[Pair]:
         raise Unsupported("duplicate groups need the pgvector store (Pinecone records no pairs)")
