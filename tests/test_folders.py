@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -152,3 +153,22 @@ async def test_scan_writes_json_for_machines_and_keeps_its_output_quiet(folder: 
     assert code == 0 and "1 duplicate groups" in out  # exact copies pair whatever the threshold
     code, out = await dupdetect("scan", str(folder), "--threshold", "2", data_dir=tmp_path / "data")
     assert code == 2 and "not a similarity" in out
+
+
+async def test_scan_lists_the_copies_to_remove_and_moves_them_only_when_asked(folder: Path, tmp_path: Path) -> None:
+    (folder / "it's a copy.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
+    listing, aside = tmp_path / "trash.txt", tmp_path / "aside"
+    code, out = await dupdetect(
+        "scan", str(folder), "--report", str(tmp_path / "r.html"), "--trash-list", str(listing), data_dir=tmp_path
+    )
+    assert code == 0, out
+    listed = [shlex.split(line)[0] for line in listing.read_text().splitlines()]
+    assert sorted(Path(p).name for p in listed) == ["chelsea-small.jpg", "it's a copy.jpg"]  # not the keeper
+    assert all(Path(p).exists() for p in listed)  # listing deletes nothing
+
+    code, out = await dupdetect(
+        "scan", str(folder), "--report", str(tmp_path / "r.html"), "--move-to", str(aside), data_dir=tmp_path
+    )
+    assert code == 0, out
+    assert (folder / "chelsea.jpg").exists() and not (folder / "it's a copy.jpg").exists()
+    assert (aside / "it's a copy.jpg").exists() and (aside / "trip" / "chelsea-small.jpg").exists()

@@ -268,7 +268,17 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     # A one-off command: its own progress and summary, not the service's JSON logs.
     configure_logging("info" if args.verbose else "error")
 
-    from dupdetect.folders import IngestReport, ingest_folder_locally, report_html, scan_groups, scan_json
+    import shlex
+
+    from dupdetect.folders import (
+        IngestReport,
+        ingest_folder_locally,
+        move_aside,
+        removable,
+        report_html,
+        scan_groups,
+        scan_json,
+    )
     from dupdetect.runtime import running
 
     duplicates = settings.duplicates
@@ -290,9 +300,16 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
         args.report.write_text(report_html(args.folder, groups), encoding="utf-8")
         if args.json is not None:
             args.json.write_bytes(scan_json(args.folder, groups, report))
+        extra = removable(args.folder, groups)
+        if args.trash_list is not None:  # for a person (or a script) to review, then run
+            args.trash_list.write_text("".join(f"{shlex.quote(str(path))}\n" for path in extra), encoding="utf-8")
+        if args.move_to is not None:
+            report.failed += move_aside(args.folder, extra, args.move_to)
         return _summary(
             f"{report.added + report.skipped} images, {len(groups)} duplicate groups, "
-            f"{len(report.failed)} failed; report: {args.report}" + (f", {args.json}" if args.json else ""),
+            f"{len(report.failed)} failed; report: {args.report}" + (f", {args.json}" if args.json else "")
+            + (f"; {len(extra)} copies listed in {args.trash_list}" if args.trash_list else "")
+            + (f"; copies moved to {args.move_to}" if args.move_to else ""),
             "failed",
             report.failed,
         )
@@ -335,6 +352,8 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", type=Path, help="also write the groups, pairs and suggested keepers as JSON")
     scan.add_argument("--threshold", type=_similarity, help="near-duplicate similarity (default DUPDETECT_NEAR_THRESHOLD)")
     scan.add_argument("--verbose", action="store_true", help="log what happens (JSON lines on stderr)")
+    scan.add_argument("--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted")
+    scan.add_argument("--move-to", type=Path, help="move those copies into this folder (relative paths kept; nothing is deleted)")
     scan.set_defaults(run=_scan)
 
     keys_cmd = commands.add_parser("keys", help="API keys: each opens one collection")

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import html
+import shutil
 import sys
 import time
 import uuid
@@ -222,6 +223,28 @@ async def scan_groups(store: VectorStore) -> list[ScanGroup]:
             thumbnails={m.id: await store.thumbnail(m.id) for m in members},
         ))
     return found
+
+
+def removable(folder: Path, groups: list[ScanGroup]) -> list[Path]:
+    """Every copy but the suggested keeper of each group, as paths under ``folder``."""
+    return [folder / m.filename for g in groups for m in g.members if m.id != g.keeper.id and m.filename]
+
+
+def move_aside(folder: Path, paths: list[Path], target: Path) -> list[str]:
+    """Move ``paths`` (under ``folder``) to the same relative places under ``target``; never
+    overwrites. Returns what could not be moved, and why."""
+    problems = []
+    for path in paths:
+        destination = target / path.relative_to(folder)
+        if destination.exists():
+            problems.append(f"{path.relative_to(folder)}: {destination} exists; left in place")
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.move(path, destination)
+        except OSError as exc:
+            problems.append(f"{path.relative_to(folder)}: {exc}")
+    return problems
 
 
 def scan_json(folder: Path, groups: list[ScanGroup], report: IngestReport) -> bytes:
