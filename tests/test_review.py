@@ -38,6 +38,7 @@ async def test_not_a_duplicate_is_honoured_by_later_searches_and_groups(base_url
     assert groups["total"] == 2 and [g["size"] for g in groups["groups"]] == [2, 2]
     rockets = next(g for g in groups["groups"] if a in {i["id"] for i in g["images"]})
     assert rockets["keep"] == a and rockets["images"][0]["id"] == a  # the full-size original, listed first
+    assert [({p["a"], p["b"]}, p["kind"]) for p in rockets["pairs"]] == [({a, b}, "near_exact")]  # why they are a group
 
     async with http.post(f"{base_url}/not-duplicates", json={"image_ids": [b, a]}) as resp:
         assert resp.status == 201

@@ -21,7 +21,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from dupdetect.api.errors import ApiError, error_responses
 from dupdetect.duplicates import Rules, connected_groups, suggested_keeper, undo_not_duplicate
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import Mark, MarkedImage, StoredImage, VectorStore
+from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
 PAGE = (resources.files("dupdetect") / "ui" / "index.html").read_text(encoding="utf-8")
@@ -46,12 +46,21 @@ PAGE_HEADERS = {
 }
 
 
+class GroupPair(msgspec.Struct, kw_only=True):
+    a: uuid.UUID
+    b: uuid.UUID
+    kind: Kind
+    similarity: float
+
+
 class Group(msgspec.Struct, kw_only=True):
     size: int
     """All images in the group; ``images`` holds at most ``max_size`` of them."""
     keep: uuid.UUID
     """The copy to keep: the largest resolution, then file, then the earliest taken (listed first)."""
     images: list[StoredImage]
+    pairs: list[GroupPair]
+    """The recorded pairs between the images listed: why they are one group."""
 
 
 class GroupsPage(msgspec.Struct, kw_only=True):
@@ -144,7 +153,8 @@ class ReviewController(Controller):
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
     ) -> GroupsPage:
-        groups = connected_groups(await store.recorded_pairs())
+        recorded = await store.recorded_pairs()
+        groups = connected_groups(recorded)
         shown = groups[(page - 1) * page_size : page * page_size]
         images = {image.id: image for image in await store.get_images([i for group in shown for i in group])}
         pages = []
@@ -154,7 +164,12 @@ class ReviewController(Controller):
                 continue
             keep = suggested_keeper(members)
             listed = [keep, *(m for m in members if m.id != keep.id)][:max_size]  # the keeper always shown
-            pages.append(Group(size=len(group), keep=keep.id, images=listed))
+            ids = {m.id for m in listed}
+            pairs = [
+                GroupPair(a=p.image_id, b=p.duplicate_id, kind=p.kind, similarity=round(p.similarity, 4))
+                for p in recorded if p.image_id in ids and p.duplicate_id in ids
+            ]
+            pages.append(Group(size=len(group), keep=keep.id, images=listed, pairs=pairs))
         return GroupsPage(
             groups=pages,
             page=page,
