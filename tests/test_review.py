@@ -110,7 +110,7 @@ async def test_keep_and_trash_marks_are_stored_and_exported(base_url: str, http:
     async with http.get(f"{base_url}/marks") as resp:
         exported = await resp.json()
     assert [(m["image_id"], m["mark"], m["file"]) for m in exported] == [(a, "keep", "-cmd.jpg"), (b, "trash", "copy.jpg")]
-    async with http.get(f"{base_url}/marks?format=csv") as resp:
+    async with http.get(f"{base_url}/marks.csv") as resp:
         assert resp.content_type == "text/csv" and "attachment" in resp.headers["Content-Disposition"]
         lines = (await resp.text()).splitlines()
     assert lines[0].startswith("image_id,file,sha256") and ",'-cmd.jpg," in lines[1]  # never a formula

@@ -10,7 +10,7 @@ import re
 import uuid
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, post
@@ -201,17 +201,18 @@ class ReviewController(Controller):
     async def set_marks(self, data: JSONBody[Marks], store: NamedDependency[VectorStore]) -> Marked:
         return Marked(marked=await store.set_marks(data.image_ids, data.mark))
 
+    @get("/marks", summary="Export the keep/trash marks as JSON", responses=error_responses(NOT_SUPPORTED))
+    async def marks(self, store: NamedDependency[VectorStore]) -> list[MarkOut]:
+        return [_mark_out(marked) for marked in await store.marked_images()]
+
     @get(
-        "/marks",
-        summary="Export the keep/trash marks, as JSON or CSV (format=csv)",
-        responses=error_responses((400, "Malformed parameter"), NOT_SUPPORTED),
+        "/marks.csv",
+        summary="Export the keep/trash marks as CSV (for a spreadsheet or a clean-up script)",
+        media_type="text/csv",
+        responses=error_responses(NOT_SUPPORTED),
     )
-    async def marks(
-        self, store: NamedDependency[VectorStore], format: Literal["json", "csv"] = "json"  # noqa: A002
-    ) -> Response[Any]:
+    async def marks_csv(self, store: NamedDependency[VectorStore]) -> Response[str]:
         rows = [_mark_out(marked) for marked in await store.marked_images()]
-        if format == "json":
-            return Response(rows, media_type=MediaType.JSON)
         return Response(
             _csv(rows), media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="dupdetect-marks.csv"'},
