@@ -61,8 +61,9 @@ async def test_ingest_is_resumable_in_process(folder: Path, tmp_path: Path) -> N
     assert code == 0, out
     assert "3 added (1 duplicate pairs found), 0 already stored, 0 failed" in out
     (folder / "trip" / "rocket.jpg").write_bytes(jpeg("rocket"))
+    (folder / "trip" / "chelsea-again.jpg").write_bytes(jpeg("chelsea"))  # a copy: takes the stored vector
     code, out = await dupdetect("ingest", str(folder), data_dir=tmp_path / "data")
-    assert "1 added (0 duplicate pairs found), 3 already stored, 0 failed" in out
+    assert "2 added (2 duplicate pairs found), 3 already stored, 0 failed" in out, out
 
 
 async def test_ingest_to_a_running_service(folder: Path, base_url: str, tmp_path: Path) -> None:

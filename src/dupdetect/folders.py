@@ -139,15 +139,29 @@ def local_client(runtime: Runtime, store: VectorStore) -> tuple[Sender, Lookup]:
     every pair in one batched k-NN pass."""
 
     async def send(files: list[tuple[str, bytes]]) -> dict:
-        items = [Item(index=i, filename=name, data=payload) for i, (name, payload) in enumerate(files)]
+        digests = [hashlib.sha256(payload).hexdigest() for _, payload in files]
+        # Byte-identical copies of stored files (pgvector) take the stored vector: no decoding, no model.
+        stored = await store.stored_names(digests) if isinstance(store, PgVectorStore) else {}
+        copies = [(i, name, digest) for i, ((name, _), digest) in enumerate(zip(files, digests, strict=True))
+                  if digest in stored]
+        answer: dict = {"items": [{"index": i} for i, _, _ in copies]}
+        if copies:
+            assert isinstance(store, PgVectorStore)
+            await store.add_copies(uuid.uuid4(), copies)
+        items = [
+            Item(index=i, filename=name, data=payload)
+            for i, (name, payload) in enumerate(files) if digests[i] not in stored
+        ]
+        if not items:
+            return answer
         try:
             images, outcomes = await prepare(items, pipeline=runtime.pipeline, fetcher=runtime.fetcher)
         except NoValidImages as exc:
             images, outcomes = [], exc.outcomes
-        answer: dict = {"items": [
+        answer["items"] += [
             {"index": o.index, "error": {"message": o.error.message}} if o.error else {"index": o.index}
             for o in outcomes
-        ]}
+        ]
         if images:
             request_id = uuid.uuid4()
             await store.add_request(request_id, len(items), images, [], model=runtime.pipeline.model_name)

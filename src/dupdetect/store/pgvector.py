@@ -322,6 +322,30 @@ class PgVectorStore:
                     records=[(p.image_id, p.duplicate_id, p.similarity, p.kind, model) for p in pairs],
                 )
 
+    async def add_copies(self, request_id: uuid.UUID, copies: list[tuple[int, str, str]]) -> None:
+        """Store files whose bytes are already stored, as (position, file name, SHA-256): each
+        reuses a stored image's vector, hash, thumbnail and metadata, so nothing is decoded or
+        embedded. The request stays unsettled: the k-NN pass records the exact pairs."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO requests (id, submitted, added, collection) VALUES ($1, $2, $2, $3)",
+                request_id, len(copies), self.collection,
+            )
+            await conn.execute(
+                """
+                INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
+                                    phash, thumbnail, model, embedding, collection, taken_at, camera_make, camera_model)
+                SELECT gen_random_uuid(), $1, c.position, c.filename, s.byte_size, s.width, s.height, s.format,
+                       s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection, s.taken_at,
+                       s.camera_make, s.camera_model
+                FROM unnest($2::int[], $3::text[], $4::text[]) AS c(position, filename, sha256)
+                CROSS JOIN LATERAL (
+                    SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = $5 LIMIT 1
+                ) s
+                """,
+                request_id, [c[0] for c in copies], [c[1] for c in copies], [c[2] for c in copies], self.collection,
+            )
+
     async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
         arguments = (
             request_id, [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
