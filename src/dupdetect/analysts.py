@@ -11,7 +11,7 @@ import asyncpg
 from dupdetect.errors import OperatorError
 
 READABLE = (
-    "collections", "requests", "images", "duplicates", "not_duplicates",
+    "collections", "requests", "images", "duplicates", "not_duplicates", "marks",
     "image_duplicates", "duplicate_pairs", "duplicate_groups",
 )
 """What analysts see; ``api_keys`` and ``alembic_version`` stay out of reach."""
