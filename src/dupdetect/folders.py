@@ -71,7 +71,6 @@ class IngestReport:
     skipped: int = 0
     duplicates: int = 0
     failed: list[str] = field(default_factory=list)
-    request_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 # (file name, bytes) pairs in; the service's POST /images answer out.
@@ -106,9 +105,7 @@ async def ingest_folder(
                 else:
                     report.added += 1
                     report.duplicates += item.get("duplicates", 0)
-            if "request_id" in answer:
-                report.request_ids.append(uuid.UUID(answer["request_id"]))
-            elif "error" in answer and not answer["error"].get("details"):
+            if "request_id" not in answer and "error" in answer and not answer["error"].get("details"):
                 report.failed += [f"{path.relative_to(folder)}: {answer['error']['message']}" for path, _ in todo]
         progress.advance(len(chunk), f"added {report.added}  skipped {report.skipped}  failed {len(report.failed)}")
     return report
