@@ -269,3 +269,13 @@ def connected_groups(pairs: Iterable[Pair]) -> list[list[uuid.UUID]]:
     for node in parent:
         groups.setdefault(root(node), []).append(node)
     return sorted(groups.values(), key=lambda group: (-len(group), min(group)))
+
+
+def pairs_by_group(groups: list[list[uuid.UUID]], pairs: Iterable[Pair]) -> list[list[Pair]]:
+    """Each group's pairs, in one pass over them (a pair never links two groups)."""
+    group_of = {image: n for n, group in enumerate(groups) for image in group}
+    found: list[list[Pair]] = [[] for _ in groups]
+    for pair in pairs:
+        if pair.image_id in group_of:
+            found[group_of[pair.image_id]].append(pair)
+    return found

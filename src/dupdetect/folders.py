@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules, connected_groups, settle_pending, suggested_keeper
+from dupdetect.duplicates import Rules, connected_groups, pairs_by_group, settle_pending, suggested_keeper
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
@@ -224,12 +224,11 @@ async def scan_groups(store: VectorStore) -> list[ScanGroup]:
     groups = connected_groups(pairs)
     images = {i.id: i for i in await store.get_images([m for g in groups for m in g])}
     found = []
-    for group in groups:
+    for group, group_pairs in zip(groups, pairs_by_group(groups, pairs), strict=True):
         members = sorted((images[m] for m in group), key=lambda image: image.filename or "")
-        ids = set(group)
         found.append(ScanGroup(
             members=members,
-            pairs=[p for p in pairs if p.image_id in ids],
+            pairs=group_pairs,
             keeper=suggested_keeper(members),
             thumbnails={m.id: await store.thumbnail(m.id) for m in members},
         ))

@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect.api.errors import ApiError, error_responses
-from dupdetect.duplicates import Rules, connected_groups, suggested_keeper, undo_not_duplicate
+from dupdetect.duplicates import Rules, connected_groups, pairs_by_group, suggested_keeper, undo_not_duplicate
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
 
@@ -158,7 +158,7 @@ class ReviewController(Controller):
         shown = groups[(page - 1) * page_size : page * page_size]
         images = {image.id: image for image in await store.get_images([i for group in shown for i in group])}
         pages = []
-        for group in shown:
+        for group, group_pairs in zip(shown, pairs_by_group(shown, recorded), strict=True):
             members = sorted((images[i] for i in group if i in images), key=lambda image: image.created_at)
             if not members:  # deleted meanwhile
                 continue
@@ -167,7 +167,7 @@ class ReviewController(Controller):
             ids = {m.id for m in listed}
             pairs = [
                 GroupPair(a=p.image_id, b=p.duplicate_id, kind=p.kind, similarity=round(p.similarity, 4))
-                for p in recorded if p.image_id in ids and p.duplicate_id in ids
+                for p in group_pairs if p.image_id in ids and p.duplicate_id in ids
             ]
             pages.append(Group(size=len(group), keep=keep.id, images=listed, pairs=pairs))
         return GroupsPage(
