@@ -15,6 +15,7 @@ import asyncio
 import io
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,38 @@ def nature_photos() -> list[bytes]:
     if not any(CACHE.glob("*.jpg")) and script.exists():
         subprocess.run(["bash", str(script), str(CACHE)], check=False, capture_output=True)
     return [path.read_bytes() for path in sorted(CACHE.glob("*.jpg"))]
+
+
+WALLPAPERS = ROOT / "bench" / "out" / "wallpapers"
+
+
+def wallpapers() -> list[bytes]:
+    """Desktop backgrounds of KDE Plasma and GNOME (photos, paintings, abstract art), one per
+    design (the largest landscape size, GNOME's light variant), as JPEGs of at most 1920 px;
+    fetched once with apt-get into bench/out (skipped if apt is absent)."""
+    if not any(WALLPAPERS.glob("*.jpg")):
+        WALLPAPERS.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run(["apt-get", "download", "plasma-workspace-wallpapers", "gnome-backgrounds"],
+                                 cwd=tmp, capture_output=True, check=False)
+            if got.returncode != 0:
+                return []
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), "x"], cwd=tmp, check=True)
+            share = Path(tmp) / "x" / "usr" / "share"
+            chosen = [path for path in (share / "backgrounds" / "gnome").glob("*-l.webp") if "vnc" not in path.name]
+            for design in sorted((share / "wallpapers").iterdir()):
+                sizes = [(int(m[1]), int(m[2]), p) for p in (design / "contents" / "images").glob("*")
+                         if (m := re.match(r"(\d+)x(\d+)", p.stem)) and int(m[1]) > int(m[2])]
+                if sizes:
+                    chosen.append(max(sizes)[2])
+            for path in chosen:
+                name = path.stem if path.suffix == ".webp" else path.parents[2].name
+                with Image.open(path) as image:
+                    rgb = image.convert("RGB")
+                rgb.thumbnail((1920, 1920), Image.Resampling.LANCZOS)
+                rgb.save(WALLPAPERS / f"{name}.jpg", "JPEG", quality=92)
+    return [path.read_bytes() for path in sorted(WALLPAPERS.glob("*.jpg"))]
 
 
 def skimage_photos() -> list[bytes]:

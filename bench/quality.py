@@ -1,11 +1,17 @@
-"""Detection quality on real photos: our tiers against the seed's rule and imagededup's PHash.
+"""Detection quality on real photos and hard negatives: our rules against the seed's rule and
+imagededup's PHash.
 
-    python bench/quality.py [--model efficientnet_lite0] [--sizes 224,288]
+    python bench/quality.py [--model efficientnet_lite0] [--thresholds 0.4,0.5,0.6,0.7]
 
-Originals: the nature photos of ../shared/photos (fetched once, see bench/embed.py) and
-scikit-image's photos. Each original gets every edit of bench/transforms.py; the other
-originals are its distractors, so labels are known by construction. Our default runs through
-the real service path: decode → embed → store (an embedded PostgreSQL) → search.
+Originals: the nature photos of ../shared/photos, scikit-image's photos and the desktop
+backgrounds of KDE Plasma and GNOME (bench/embed.py fetches them once with apt). Half of them
+are stored; the other half are held back, so their copies are distractor queries that must
+match nothing. Every original gets every edit of bench/transforms.py. The hard negatives of
+bench/hard_negatives.py (flat, gradient, logo, transparent, document, texture images) are
+stored too: any pair with one of them is a false pair. Labels are known by construction.
+
+Our rules run through the real service path: decode → embed → store (an embedded PostgreSQL)
+→ candidates → cheap gates → geometric check.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import asyncio
 import io
 import sys
 import tempfile
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,33 +34,36 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.embed import nature_photos, skimage_photos, table  # noqa: E402
+from bench.embed import nature_photos, skimage_photos, table, wallpapers  # noqa: E402
+from bench.hard_negatives import Negative, hard_negatives  # noqa: E402
 from bench.transforms import EDITS, Edit  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.duplicates import Rules, classify  # noqa: E402
+from dupdetect.duplicates import Rules, search  # noqa: E402
 from dupdetect.embedding import weights  # noqa: E402
 from dupdetect.embedding.backbones import BACKBONES  # noqa: E402
 from dupdetect.embedding.pipeline import EmbeddingPipeline  # noqa: E402
-from dupdetect.ingest import ingest  # noqa: E402
+from dupdetect.fetch import Fetcher  # noqa: E402
+from dupdetect.ingest import ingest, prepare  # noqa: E402
 from dupdetect.intake import Item  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
-from dupdetect.perceptual import hamming  # noqa: E402
 from dupdetect.settings import DatabaseSettings, ModelSettings, Settings  # noqa: E402
-from dupdetect.store.base import Query  # noqa: E402
+from dupdetect.store.base import Kind, Match  # noqa: E402
 from dupdetect.store.pgvector import PgVectorStore  # noqa: E402
 
 DIFFICULTIES = ("mild", "moderate", "hard")
+BATCH = 64
 
 
 @dataclass
 class Copy:
     original: int
+    """Index into the photos; stored when even."""
     edit: Edit
     data: bytes
 
-
-def originals() -> list[bytes]:
-    return nature_photos() + skimage_photos()
+    @property
+    def stored(self) -> bool:
+        return self.original % 2 == 0
 
 
 def copies(photos: list[bytes]) -> list[Copy]:
@@ -66,60 +76,91 @@ def copies(photos: list[bytes]) -> list[Copy]:
 
 @dataclass
 class Verdicts:
-    """Per copy, the originals a method calls duplicates; and false pairs among originals."""
+    """What a method found: per copy, the stored items it called duplicates (photo index, or
+    ``-1 - n`` for hard negative n) with their kind; and the pairs among the stored items."""
 
     name: str
-    found: list[set[int]]
-    original_pairs: int = 0
+    found: list[dict[int, str]]
+    stored_pairs: list[tuple[int, int]]
 
 
-def score(v: Verdicts, dataset: list[Copy]) -> dict[str, float]:
-    tp = sum(c.original in f for c, f in zip(dataset, v.found, strict=True))
-    fp = sum(len(f - {c.original}) for c, f in zip(dataset, v.found, strict=True)) + v.original_pairs
-    out = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / len(dataset)}
+def is_true(copy: Copy, item: int) -> bool:
+    return item == copy.original
+
+
+def score(v: Verdicts, dataset: list[Copy], bursts: set[int], *, tier: str | None = None) -> dict[str, float]:
+    """Precision over every pair reported (copies' and stored items' own), recall over the
+    copies of stored photos; by difficulty. Pairs within ``bursts`` are left out (see README)."""
+    def keep(kind: str) -> bool:
+        return tier is None or kind == tier
+
+    tp = sum(1 for c, f in zip(dataset, v.found, strict=True) if c.original in f and keep(f[c.original]))
+    fp = sum(1 for c, f in zip(dataset, v.found, strict=True) for item, kind in f.items()
+             if not is_true(c, item) and keep(kind))
+    fp += sum(1 for a, b in v.stored_pairs if not {a, b} <= bursts) if tier is None else 0
+    positives = [c for c in dataset if c.stored]
+    out = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / len(positives), "tp": tp, "fp": fp}
     for level in DIFFICULTIES:
-        group = [c.original in f for c, f in zip(dataset, v.found, strict=True) if c.edit.difficulty == level]
+        group = [c.original in f for c, f in zip(dataset, v.found, strict=True) if c.stored and c.edit.difficulty == level]
         out[level] = sum(group) / len(group)
     p, r = out["precision"], out["recall"]
     out["f1"] = 2 * p * r / (p + r) if p + r else 0.0
     return out
 
 
-async def ours(settings: Settings, photos: list[bytes], dataset: list[Copy], workdir: Path) -> tuple[Verdicts, np.ndarray, np.ndarray]:
-    """The service path. Also returns the cosine and Hamming matrices (copies × originals)."""
+async def _matches(found: list[list[Match]], ids: dict[object, int]) -> list[dict[int, str]]:
+    return [{ids[m.image.id]: m.kind for m in matches if m.image.id in ids} for matches in found]
+
+
+async def ours(
+    settings: Settings, stored: list[tuple[int, bytes]], dataset: list[Copy], workdir: Path, thresholds: list[float]
+) -> tuple[dict[float, Verdicts], dict[str, float]]:
+    """The service path at each similarity floor; also the time spent per stage."""
     server = DatabaseServer.start(DatabaseSettings(data_dir=workdir))
     pipeline = EmbeddingPipeline(settings)
     pipeline.start()
+    timing: dict[str, float] = {}
     try:
         await asyncio.to_thread(upgrade, server.dsn)
         pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
         store = PgVectorStore(pool, dims=pipeline.dims)
-        rules = Rules.from_settings(settings.duplicates, top_k=len(photos))
-        result = await ingest(
-            [Item(index=i, filename=f"original-{i}", data=p) for i, p in enumerate(photos)],
-            pipeline=pipeline, store=store, fetcher=None, rules=rules,  # type: ignore[arg-type]
-        )
-        ids = {outcome.image_id: outcome.index for outcome in result.outcomes}
-        original_pairs = sum(len(o.duplicates) for o in result.outcomes)
-        stored = await store.request_images(result.request_id)
-        vectors = np.stack([v for _, v in stored])
-        hashes = [img.phash for img, _ in stored]
-        embedded = await asyncio.gather(*(pipeline.embed(c.data) for c in dataset))
-        queries = [Query(vector=e.vector, sha256=e.image.sha256, phash=e.image.phash) for e in embedded]
-        search = await store.candidates(queries, model=pipeline.model_name, k=rules.neighbours)
-        found = [classify(q, c, rules) for q, c in zip(queries, search.found, strict=True)]
+        rules = Rules.from_settings(settings.duplicates)
+        limits = settings.limits
+        fetcher = Fetcher(settings.fetch, max_bytes=limits.max_image_bytes, max_request_bytes=limits.max_request_bytes)
+        ids: dict[object, int] = {}
+        stored_pairs = []
+        for start in range(0, len(stored), BATCH):
+            chunk = stored[start : start + BATCH]
+            items = [Item(index=i, filename=f"item-{label}", data=data) for i, (label, data) in enumerate(chunk)]
+            result = await ingest(items, pipeline=pipeline, store=store, fetcher=fetcher, rules=rules)
+            for outcome in result.outcomes:
+                ids[outcome.image_id] = chunk[outcome.index][0]
+            stored_pairs += [(chunk[o.index][0], ids[m.image.id]) for o in result.outcomes for m in o.duplicates]
+        started = time.perf_counter()
+        images = []
+        for start in range(0, len(dataset), BATCH):
+            items = [Item(index=i, filename=None, data=c.data) for i, c in enumerate(dataset[start : start + BATCH])]
+            images += (await prepare(items, pipeline=pipeline, fetcher=fetcher))[0]
+        timing["decode + embed, ms per image"] = 1000 * (time.perf_counter() - started) / len(dataset)
+        verdicts = {}
+        for threshold in thresholds:
+            at = Rules.from_settings(settings.duplicates, near=threshold)
+            started = time.perf_counter()
+            found = []
+            for start in range(0, len(images), BATCH):
+                found += await search(store, images[start : start + BATCH], model=pipeline.model_name, rules=at)
+            if threshold == settings.duplicates.near_threshold:
+                timing["search + verify, ms per image"] = 1000 * (time.perf_counter() - started) / len(images)
+            verdicts[threshold] = Verdicts(f"dupdetect, similarity ≥ {threshold}", await _matches(found, ids), stored_pairs)
         await pool.close()
+        await fetcher.close()
     finally:
         pipeline.stop()
         server.stop()
-    verdicts = Verdicts("dupdetect default", [{ids[m.image.id] for m in matches} for matches in found], original_pairs)
-    cosine = np.stack([e.vector for e in embedded]) @ vectors.T
-    distance = np.array([[hamming(e.image.phash, h) for h in hashes] for e in embedded])
-    return verdicts, cosine, distance
+    return verdicts, timing
 
 
-def seed_rule(model: str, photos: list[bytes], dataset: list[Copy]) -> Verdicts:
-    """The seed: average-pooled features after Resize(256) + CenterCrop(224), cosine ≥ 0.9, top 5."""
+def _embedder(model: str):  # type: ignore[no-untyped-def]
     from torchvision import transforms
 
     spec = BACKBONES[model]
@@ -139,15 +180,21 @@ def seed_rule(model: str, photos: list[bytes], dataset: list[Copy]) -> Verdicts:
                 out.append(torch.nn.functional.normalize(trunk(batch).mean(dim=(2, 3)), dim=1).numpy())
         return np.concatenate(out)
 
-    base, queries = embed(photos), embed([c.data for c in dataset])
-    sims = queries @ base.T
-    found = [{int(j) for j in np.argsort(-row)[:5] if row[j] >= 0.9} for row in sims]
+    return embed
+
+
+def seed_rule(model: str, stored: list[tuple[int, bytes]], dataset: list[Copy]) -> Verdicts:
+    """The seed: average-pooled features after Resize(256) + CenterCrop(224), cosine ≥ 0.9, top 5."""
+    embed = _embedder(model)
+    base, queries = embed([d for _, d in stored]), embed([c.data for c in dataset])
+    labels = [label for label, _ in stored]
+    found = [{labels[j]: "near" for j in np.argsort(-row)[:5] if row[j] >= 0.9} for row in queries @ base.T]
     among = base @ base.T
-    pairs = int(((among >= 0.9).sum() - len(photos)) // 2)
-    return Verdicts(f"seed rule ({model} avg-pool, crop, ≥0.9, top 5)", found, pairs)
+    pairs = [(labels[a], labels[b]) for a in range(len(stored)) for b in range(a + 1, len(stored)) if among[a, b] >= 0.9]
+    return Verdicts(f"seed rule ({model} avg-pool, crop, ≥ 0.9, top 5)", found, pairs)
 
 
-def imagededup_phash(photos: list[bytes], dataset: list[Copy]) -> Verdicts:
+def imagededup_phash(stored: list[tuple[int, bytes]], dataset: list[Copy]) -> Verdicts:
     from imagededup.methods import PHash
 
     hasher = PHash(verbose=False)
@@ -155,100 +202,104 @@ def imagededup_phash(photos: list[bytes], dataset: list[Copy]) -> Verdicts:
     def encode(payload: bytes) -> str:
         return hasher.encode_image(image_array=np.asarray(Image.open(io.BytesIO(payload)).convert("RGB")))
 
-    base = [encode(p) for p in photos]
-    found = [{j for j, b in enumerate(base) if hasher.hamming_distance(encode(c.data), b) <= 10} for c in dataset]
-    pairs = sum(hasher.hamming_distance(a, b) <= 10 for i, a in enumerate(base) for b in base[i + 1 :])
+    base = [(label, encode(d)) for label, d in stored]
+    found = [{label: "near_exact" for label, b in base if hasher.hamming_distance(encode(c.data), b) <= 10} for c in dataset]
+    pairs = [(a, b) for i, (a, ha) in enumerate(base) for b, hb in base[i + 1 :] if hasher.hamming_distance(ha, hb) <= 10]
     return Verdicts("imagededup PHash (distance ≤ 10)", found, pairs)
-
-
-def pr_curve(cosine: np.ndarray, dataset: list[Copy]) -> tuple[list[tuple[float, float, float]], float, float | None]:
-    labels = np.zeros_like(cosine, dtype=bool)
-    for i, c in enumerate(dataset):
-        labels[i, c.original] = True
-    scores, truth = cosine.ravel(), labels.ravel()
-    order = np.argsort(-scores)
-    tp = np.cumsum(truth[order])
-    precision = tp / np.arange(1, len(order) + 1)
-    recall = tp / truth.sum()
-    ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
-    points = []
-    for t in np.arange(0.50, 1.0, 0.05):
-        hit = scores >= t
-        p = (hit & truth).sum() / max(hit.sum(), 1)
-        points.append((float(t), float(p), float((hit & truth).sum() / truth.sum())))
-    at99 = None
-    for t in np.arange(0.40, 1.0, 0.005):
-        hit = scores >= t
-        if hit.sum() and (hit & truth).sum() / hit.sum() >= 0.99:
-            at99 = float(t)
-            break
-    return points, ap, at99
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--sizes", default="224", help="input sizes to compare for the descriptor")
+    parser.add_argument("--thresholds", default="0.4,0.5,0.6,0.7,0.8", help="similarity floors for the operating-point table")
     parser.add_argument("--no-baselines", action="store_true", help="skip the seed rule and imagededup")
     args = parser.parse_args()
-    photos = originals()
+    photos = nature_photos() + skimage_photos() + wallpapers()
+    negatives: list[Negative] = hard_negatives()
     dataset = copies(photos)
-    print(f"{len(photos)} original photos × {len(EDITS)} edits = {len(dataset)} copies; "
-          f"{len(dataset) * (len(photos) - 1) + len(photos) * (len(photos) - 1) // 2} negative pairs")
+    stored = [(i, p) for i, p in enumerate(photos) if i % 2 == 0] + [(-1 - n, neg.data) for n, neg in enumerate(negatives)]
+    bursts = {-1 - n for n, neg in enumerate(negatives) if neg.family == "burst"}
+    print(f"{len(photos)} photos ({len(photos[::2])} stored, the rest held back as distractors) × {len(EDITS)} edits"
+          f" = {len(dataset)} queries; {len(negatives)} hard negatives stored")
 
-    rows, by_size = [], {}
-    for size in (int(s) for s in args.sizes.split(",")):
-        settings = msgspec.structs.replace(Settings(), model=ModelSettings(model=args.model, image_size=size))  # type: ignore[arg-type]
-        with tempfile.TemporaryDirectory() as tmp:
-            verdicts, cosine, distance = asyncio.run(ours(settings, photos, dataset, Path(tmp)))
-        verdicts.name = f"dupdetect default ({args.model} GeM, {size}px)"
-        by_size[size] = (verdicts, cosine, distance, settings)
-    default_size = Settings().model.image_size
-    verdicts, cosine, distance, settings = by_size.get(default_size, next(iter(by_size.values())))
-    compared = [v for v, *_ in by_size.values()]
+    settings = msgspec.structs.replace(Settings(), model=ModelSettings(model=args.model))  # type: ignore[arg-type]
+    default = settings.duplicates.near_threshold
+    thresholds = sorted({default, *(float(t) for t in args.thresholds.split(","))})
+    with tempfile.TemporaryDirectory() as tmp:
+        verdicts, timing = asyncio.run(ours(settings, stored, dataset, Path(tmp), thresholds))
+    ours_default = verdicts[default]
+    ours_default.name = f"dupdetect defaults ({args.model})"
+    compared = [ours_default]
     if not args.no_baselines:
-        compared = [seed_rule(args.model, photos, dataset), imagededup_phash(photos, dataset), *compared]
+        compared = [seed_rule(args.model, stored, dataset), imagededup_phash(stored, dataset), ours_default]
+    rows = []
     for v in compared:
-        s = score(v, dataset)
-        rows.append([v.name, f"{s['precision']:.3f}", f"{s['mild']:.3f}", f"{s['moderate']:.3f}", f"{s['hard']:.3f}", f"{s['f1']:.3f}"])
-    table("Side by side (precision over all pairs; recall by difficulty)",
-          ["method", "precision", "recall mild", "recall moderate", "recall hard", "F1"], rows)
+        s = score(v, dataset, bursts)
+        rows.append([v.name, f"{s['precision']:.3f}", f"{s['mild']:.3f}", f"{s['moderate']:.3f}", f"{s['hard']:.3f}",
+                     f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(int(s["fp"]))])
+    table("Side by side (precision over every pair reported; recall over copies of stored photos)",
+          ["method", "precision", "recall mild", "recall moderate", "recall hard", "recall", "F1", "false pairs"], rows)
 
-    dup = settings.duplicates
-    family_rows = []
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, c in enumerate(dataset):
-        groups[c.edit.name].append(i)
-    for edit in EDITS:
-        idx = groups[edit.name]
-        hit = [dataset[i].original in verdicts.found[i] for i in idx]
-        wrong = sum(len(verdicts.found[i] - {dataset[i].original}) for i in idx)
-        by_hash = [distance[i, dataset[i].original] <= dup.near_exact_distance for i in idx]
-        cos = [cosine[i, dataset[i].original] for i in idx]
-        recall = float(np.mean(hit))
-        precision = sum(hit) / (sum(hit) + wrong) if sum(hit) + wrong else 1.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        family_rows.append([
-            edit.name, edit.family, edit.difficulty, f"{precision:.2f}", f"{recall:.2f}", f"{f1:.2f}", str(wrong),
-            f"{np.mean(by_hash):.2f}", f"{min(cos):.3f}", str(int(max(distance[i, dataset[i].original] for i in idx))),
-        ])
-    table(f"dupdetect at its defaults (near ≥ {dup.near_threshold}, near-exact ≤ {dup.near_exact_distance} bits), per edit",
-          ["edit", "family", "difficulty", "precision", "recall", "F1", "false pairs", "near-exact share",
-           "min cosine", "max bits"],
-          family_rows)
-
-    negatives = np.ones_like(cosine, dtype=bool)
-    for i, c in enumerate(dataset):
-        negatives[i, c.original] = False
-    table("How far apart different photos are", ["measure", "value"], [
-        ["highest cosine, copy vs another original", f"{cosine[negatives].max():.3f}"],
-        ["fewest differing pHash bits, copy vs another original", str(int(distance[negatives].min()))],
+    tiers: list[Kind] = ["exact", "near_exact", "near"]
+    table("dupdetect defaults, per tier", ["tier", "true pairs", "false pairs", "precision"], [
+        [tier, str(int(s["tp"])), str(int(s["fp"])), f"{s['precision']:.3f}"]
+        for tier in tiers for s in [score(ours_default, dataset, bursts, tier=tier)]
     ])
-    for size, (_, cos, _, _) in by_size.items():
-        points, ap, at99 = pr_curve(cos, dataset)
-        table(f"CNN descriptor alone, {size}px: precision–recall (average precision {ap:.3f}; "
-              f"threshold for 99 % precision: {at99 if at99 is None else round(at99, 3)})",
-              ["cosine ≥", "precision", "recall"], [[f"{t:.2f}", f"{p:.3f}", f"{r:.3f}"] for t, p, r in points])
+
+    by_family: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(dataset):
+        by_family[c.edit.family].append(i)
+    family_rows = []
+    for family, idx in by_family.items():
+        positives = [i for i in idx if dataset[i].stored]
+        hit = sum(dataset[i].original in ours_default.found[i] for i in positives)
+        wrong = sum(1 for i in idx for item in ours_default.found[i] if not is_true(dataset[i], item))
+        recall = hit / len(positives)
+        precision = hit / (hit + wrong) if hit + wrong else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        edits = sorted({dataset[i].edit.name for i in idx})
+        kinds = Counter(
+            ours_default.found[i][dataset[i].original] for i in positives if dataset[i].original in ours_default.found[i]
+        )
+        family_rows.append([family, ", ".join(edits), dataset[idx[0]].edit.difficulty, f"{precision:.3f}",
+                            f"{recall:.3f}", f"{f1:.3f}", str(wrong), " ".join(f"{k}:{n}" for k, n in sorted(kinds.items()))])
+    table("dupdetect defaults, per edit family", ["family", "edits", "difficulty", "precision", "recall", "F1",
+                                                  "false pairs", "found as"], family_rows)
+
+    per_edit = []
+    for edit in EDITS:
+        idx = [i for i, c in enumerate(dataset) if c.edit.name == edit.name and c.stored]
+        per_edit.append([edit.name, f"{np.mean([dataset[i].original in ours_default.found[i] for i in idx]):.3f}"])
+    table("dupdetect defaults, recall per edit", ["edit", "recall"], per_edit)
+
+    missed = Counter(c.original for c, f in zip(dataset, ours_default.found, strict=True) if c.stored and c.original not in f)
+    print("photos whose copies were missed most (photo index: copies missed of", len(EDITS), "):",
+          ", ".join(f"{i}: {n}" for i, n in missed.most_common(6)))
+
+    negative_pairs: Counter[str] = Counter()
+    label_family = {-1 - n: neg.family for n, neg in enumerate(negatives)}
+    for a, b in ours_default.stored_pairs:
+        for item in (a, b):
+            if item in label_family:
+                negative_pairs[label_family[item]] += 1
+    for f in ours_default.found:
+        for item in f:
+            if item in label_family:
+                negative_pairs[label_family[item]] += 1
+    families = sorted({neg.family for neg in negatives})
+    table("Hard negatives: pairs reported that involve one (bursts are a real near-pair of two shots: reported,"
+          " not counted as false)",
+          ["family", "images", "pairs reported"],
+          [[f, str(sum(n.family == f for n in negatives)), str(negative_pairs[f])] for f in families])
+
+    curve = []
+    for threshold in thresholds:
+        s = score(verdicts[threshold], dataset, bursts)
+        curve.append([f"{threshold:.2f}" + (" (default)" if threshold == default else ""), f"{s['precision']:.3f}",
+                      f"{s['recall']:.3f}", f"{s['hard']:.3f}", f"{s['f1']:.3f}"])
+    table("Operating points: the similarity floor (DUPDETECT_NEAR_THRESHOLD), other rules at their defaults",
+          ["similarity ≥", "precision", "recall", "recall hard", "F1"], curve)
+    table("Cost", ["stage", "value"], [[k, f"{v:.1f}"] for k, v in timing.items()])
 
 
 if __name__ == "__main__":

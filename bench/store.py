@@ -244,7 +244,8 @@ async def main() -> None:
         finally:
             server.stop()
     table(f"bench/store.py: {args.dims}-d halfvec, {os.cpu_count()} cores ({platform.machine()}),"
-          f" ef_search {args.ef_search}, {args.clients} clients × {args.batch} images", ["rows", "bulk load rows/s", "index build s", "index MB", "ingest img/s",
+          f" ef_search {args.ef_search}, {args.clients} clients × {args.batch} images",
+          ["rows", "bulk load rows/s", "index build s", "index MB", "ingest img/s",
            "GET recorded p50/p99 ms", "GET live p50/p99 ms", "recall@10"], rows)
     table(f"ef_search against recall (index: {args.hnsw})",
           ["rows", "ef_search", "recall@10", "near-copies found", "GET live p50 ms"], tuning)

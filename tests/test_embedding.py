@@ -112,7 +112,7 @@ def test_missing_weights_refuse_with_instructions(empty_torch_home: Path) -> Non
 
 
 def test_a_missing_configured_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="DUPDETECT_WEIGHTS_FILE=.*nope.pth does not exist"):
+    with pytest.raises(WeightsError, match=r"DUPDETECT_WEIGHTS_FILE=.*nope\.pth does not exist"):
         weights.locate("resnet50", tmp_path / "nope.pth", allow_download=False)
 
 

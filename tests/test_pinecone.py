@@ -12,14 +12,13 @@ import msgspec
 import numpy as np
 import pytest
 
-from dupdetect.settings import Settings, StoreSettings
 from dupdetect.duplicates import Rules
+from dupdetect.settings import Settings, StoreSettings
 from dupdetect.store.base import NewImage
 from dupdetect.store.pinecone import PineconeStore
 from tests.conftest import fake_pinecone, serving
 from tests.fake_pinecone import FakeIndex
 from tests.photos import edited_copy, jpeg
-
 
 RULES = Rules(near=0.9, near_exact=8, top_k=10)
 

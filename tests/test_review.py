@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import aiohttp
 import asyncpg
 from PIL import Image
 
 from dupdetect.settings import Settings
-from tests.photos import edited_copy, jpeg
+from tests.photos import edited_copy, encode, jpeg, photo
 
 
 async def upload(http: aiohttp.ClientSession, base_url: str, *files: tuple[str, bytes]) -> dict:
@@ -31,7 +32,9 @@ async def test_thumbnails_are_kept_and_served(base_url: str, http: aiohttp.Clien
 
 async def test_not_a_duplicate_is_honoured_by_later_searches_and_groups(base_url: str, http: aiohttp.ClientSession) -> None:
     first = await upload(http, base_url, ("a.jpg", jpeg("rocket")))
-    second = await upload(http, base_url, ("b.jpg", edited_copy("rocket")), ("c.jpg", jpeg("coffee")), ("d.jpg", jpeg("coffee", 60)))
+    second = await upload(
+        http, base_url, ("b.jpg", edited_copy("rocket")), ("c.jpg", jpeg("coffee")), ("d.jpg", jpeg("coffee", 60))
+    )
     a, b = first["items"][0]["image_id"], second["items"][0]["image_id"]
     async with http.get(f"{base_url}/groups") as resp:
         groups = await resp.json()
@@ -93,7 +96,8 @@ async def test_analysts_get_pairs_with_names_and_groups_without_recursive_sql(
         keepers = await conn.fetch("SELECT image FROM duplicate_groups WHERE suggested_keep ORDER BY image")
     finally:
         await conn.close()
-    assert {frozenset((p["image"], p["duplicate"])) for p in pairs} >= {frozenset(("a.jpg", "b.jpg")), frozenset(("c.jpg", "d.jpg"))}
+    expected = {frozenset(("a.jpg", "b.jpg")), frozenset(("c.jpg", "d.jpg"))}
+    assert {frozenset((p["image"], p["duplicate"])) for p in pairs} >= expected
     assert all(len(p["image_phash"]) == 16 for p in pairs)
     assert [(g["group_size"], g["images"]) for g in groups] == [(3, ["a.jpg", "b.jpg", "e.jpg"]), (2, ["c.jpg", "d.jpg"])]
     assert described
@@ -118,3 +122,43 @@ async def test_keep_and_trash_marks_are_stored_and_exported(base_url: str, http:
         assert (await resp.json())["marked"] == 2
     async with http.get(f"{base_url}/marks") as resp:
         assert await resp.json() == []
+
+
+def _collage(*names: str, height: int) -> bytes:
+    """Photos side by side at ``height`` px: a duplicate of each, which are not duplicates of each other."""
+    parts = [photo(n).resize((round(photo(n).width * height / photo(n).height), height)) for n in names]
+    canvas = Image.new("RGB", (sum(p.width for p in parts), height))
+    for x, part in zip(itertools.accumulate([0, *(p.width for p in parts)]), parts, strict=False):
+        canvas.paste(part, (x, 0))
+    return encode(canvas, "JPEG", quality=90)
+
+
+async def test_groups_do_not_chain_two_photos_through_a_collage(
+    base_url: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    body = await upload(http, base_url, ("cat.jpg", jpeg("chelsea")), ("coffee.jpg", jpeg("coffee")),
+                        ("collage.jpg", _collage("chelsea", "coffee", height=200)))
+    cat, coffee, collage = (item["image_id"] for item in body["items"])
+    assert [item["duplicates"] for item in body["items"]] == [0, 0, 2]  # the collage pairs with both
+    async with http.get(f"{base_url}/groups") as resp:
+        groups = (await resp.json())["groups"]
+    members = sorted(sorted(i["id"] for i in g["images"]) for g in groups)
+    assert members == sorted([sorted([coffee, collage]), sorted([cat, collage])])  # never cat with coffee
+    for group in groups:  # each member says which pair put it there: with the group's best copy
+        [pair] = group["pairs"]
+        assert pair["a"] == collage and pair["b"] == group["keep"] and pair["kind"] == "near"
+        assert pair["matched_points"] >= 20 and group["images"][0]["id"] == group["keep"]
+    conn = await asyncpg.connect(settings.database.database_url)
+    try:
+        rows = await conn.fetch("SELECT group_id, image_id, suggested_keep, joined_as, joined_matched_points"
+                                " FROM duplicate_groups ORDER BY group_id, suggested_keep DESC")
+    finally:
+        await conn.close()
+    by_group: dict[str, list] = {}
+    for row in rows:
+        by_group.setdefault(str(row["group_id"]), []).append(row)
+    assert {g["keep"]: sorted(i["id"] for i in g["images"]) for g in groups} == {
+        key: sorted(str(r["image_id"]) for r in group) for key, group in by_group.items()
+    }  # analysts see the same groups
+    assert all(r["suggested_keep"] == (r["joined_as"] is None) for r in rows)
+    assert all(r["joined_matched_points"] >= 20 for r in rows if not r["suggested_keep"])

@@ -10,8 +10,8 @@ from dupdetect.ingest import ingest
 from dupdetect.intake import Item
 from dupdetect.reembed import reembed
 from dupdetect.runtime import StartupError, running
-from dupdetect.store.pgvector import PgVectorStore
 from dupdetect.settings import ModelSettings, Settings
+from dupdetect.store.pgvector import PgVectorStore
 from tests.photos import jpeg
 
 
@@ -67,12 +67,14 @@ async def test_reembed_brings_stored_images_to_the_new_model(settings: Settings,
     async with running(new) as runtime:
         assert isinstance(runtime.store, PgVectorStore)
         report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates), delete_missing=False
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates),
+            delete_missing=False,
         )
         assert report.reembedded == 1
         assert [line.split(" ", 1)[1] for line in report.missing] == ["(rocket.jpg)"]
         report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates), delete_missing=True
+            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates),
+            delete_missing=True,
         )
         assert (report.reembedded, report.deleted) == (0, 1)
     strict = msgspec.structs.replace(new, model=msgspec.structs.replace(new.model, allow_model_change=False))

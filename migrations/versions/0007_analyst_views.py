@@ -51,6 +51,11 @@ def upgrade() -> None:
     for column, text in COMMENTS.items():
         quoted = text.replace("'", "''")
         op.execute(f"COMMENT ON COLUMN {column} IS '{quoted}'")
+    create_views()
+
+
+def create_views() -> None:
+    """The two views as this revision defines them (0009's downgrade restores them)."""
     op.execute(
         """
         CREATE VIEW duplicate_pairs AS

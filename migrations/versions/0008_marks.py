@@ -23,7 +23,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("COMMENT ON TABLE marks IS 'A person''s decision per image: keep it or trash it (POST /marks, GET /marks exports)'")
+    op.execute(
+        "COMMENT ON TABLE marks IS 'A person''s decision per image: keep it or trash it (POST /marks, GET /marks exports)'"
+    )
 
 
 def downgrade() -> None:

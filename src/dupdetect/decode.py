@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from dupdetect import geometry
 from dupdetect.perceptual import phash
 from dupdetect.settings import MB
 
@@ -26,8 +27,11 @@ try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 1
 except ImportError:  # pragma: no cover - the plugin is a dependency, but optional in spirit
     _HEIF = False
 
-BACKGROUND = (255, 255, 255)
-"""Transparent pixels become white, so a logo on transparency matches the same logo on white."""
+LIGHT, DARK = (255, 255, 255), (0, 0, 0)
+"""Backgrounds for transparent images: white under dark drawings, black under light ones, so
+that what is drawn stays visible (a white logo on white would be a blank image)."""
+BORDER_TOLERANCE = 24
+"""Grey levels a border may vary by and still count as uniform padding."""
 
 
 class DecodeError(ValueError):
@@ -50,8 +54,11 @@ class DecodedImage:
     byte_size: int
     pixels: np.ndarray
     """uint8, (size, size, 3): the whole image resized to the model input, no crop."""
-    phash: int
-    """64-bit perceptual hash of the oriented, flattened image (the near-exact tier)."""
+    phash: int | None
+    """64-bit perceptual hash of the content (the near-exact tier); None when the image has
+    too little detail for one (flat, gradient, mostly empty)."""
+    keypoints: bytes
+    """Packed local features of the content (geometric verification, :mod:`dupdetect.geometry`)."""
     thumbnail: bytes | None
     """A small JPEG of the whole image, for review pages."""
     format: str
@@ -94,12 +101,41 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF") + (("H
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
 
 
-def _flatten(image: Image.Image) -> Image.Image:
+def _flatten(image: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+    """RGB pixels, and for a transparent image the box of what is drawn (None: nothing is)."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+        alpha = rgba.getchannel("A")
+        drawn = alpha.point(lambda a: 255 if a > 8 else 0).getbbox()
+        grey = np.asarray(rgba.convert("L"), dtype=np.float32)
+        weights = np.asarray(alpha, dtype=np.float32)
+        lightness = float((grey * weights).sum() / max(weights.sum(), 1.0))
+        background = Image.new("RGBA", rgba.size, (DARK if lightness > 160 else LIGHT) + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB"), drawn or (0, 0, *rgba.size)
+    return image.convert("RGB"), None
+
+
+def _content(rgb: Image.Image, drawn: tuple[int, int, int, int] | None) -> Image.Image:
+    """What is drawn: a transparent image's drawing, or the picture inside uniform padding
+    (letterbox, pillarbox, a photo pasted on a plain canvas). Copies are compared on this, so
+    padding added or removed changes nothing."""
+    if drawn is not None:
+        return rgb.crop(drawn)
+    small = rgb.copy()
+    small.thumbnail((256, 256), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.int16)
+    corners = np.stack([pixels[0, 0], pixels[0, -1], pixels[-1, 0], pixels[-1, -1]])
+    border = np.median(corners, axis=0)
+    differs = np.abs(pixels - border).max(axis=2) > BORDER_TOLERANCE
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if len(rows) == 0:
+        return rgb
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    h, w = differs.shape
+    if (bottom - top) * (right - left) > 0.95 * h * w or (bottom - top) * (right - left) < 0.05 * h * w:
+        return rgb  # no padding to speak of, or a speck on a plain canvas: keep the whole image
+    sx, sy = rgb.width / w, rgb.height / h
+    return rgb.crop((int(left * sx), int(top * sy), round(right * sx), round(bottom * sy)))
 
 
 def _thumbnail(rgb: Image.Image, side: int) -> bytes | None:
@@ -177,22 +213,23 @@ def decode(
                     f" the limit is {max_decode_bytes / MB:,.0f} MB (DUPDETECT_MAX_DECODE_BYTES)",
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = _flatten(image)
+            rgb, drawn = _flatten(ImageOps.exif_transpose(image))
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_many_pixels", str(exc)) from exc
     except MemoryError as exc:
         raise DecodeError("too_many_pixels", "the image needs more memory than is available") from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow's parsers raise many types on hostile bytes
+    except Exception as exc:
         raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt: {exc}") from exc
-    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    content = _content(rgb, drawn)
+    resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return DecodedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
         pixels=np.asarray(resized),
-        phash=phash(rgb),
+        phash=phash(content),
+        keypoints=geometry.extract(content),
         thumbnail=_thumbnail(rgb, thumbnail),
         format=kind,
         width=width,

@@ -1,18 +1,21 @@
 """The duplicate rules, in one place for every store and entry point: which candidates count,
 of which kind, in which order, how many, and how the images of one request pair up.
 
-Three tiers, strongest first:
+Stores fetch candidates (the nearest descriptors, the same bytes, a shared hash band); this
+module decides, in two stages:
 
-- ``exact``: the same bytes (SHA-256); similarity 1.0.
-- ``near_exact``: perceptual hashes within ``Rules.near_exact`` bits: mild edits such as
-  resizing, re-encoding, colour changes or blur, whatever the CNN similarity.
-- ``near``: cosine similarity of the CNN descriptors at or above ``Rules.near``: heavier
-  edits (crops, padding, overlays).
+1. Cheap gates. ``exact``: the same bytes (similarity 1.0). Otherwise the descriptors'
+   cosine similarity must reach ``Rules.near`` (a request's ``threshold``). A *hash match*
+   (perceptual hashes within ``Rules.near_exact`` bits, both hashes informative, similarity at
+   least ``Rules.near_exact_floor``) at ``Rules.trusted`` or above is ``near_exact`` at once.
+2. Geometric verification (:mod:`dupdetect.geometry`) of everything else: the pair is kept when
+   one homography maps enough keypoints of one image onto the other (``matched_points``), as
+   ``near_exact`` if the hashes matched, else ``near``. Images too plain for keypoints pair
+   only on a hash match; pairs whose keypoints are not stored (Pinecone, older rows) fall back
+   to the descriptor alone at ``Rules.unverified``.
 
-A pair is reported once, as its strongest kind, with the descriptors' cosine similarity (1.0
-for exact). Pairs are symmetric: if B duplicates A, A duplicates B.
-
-Stores only fetch candidates (:meth:`VectorStore.candidates`) and write; this module decides.
+A pair is reported once, as its strongest kind. Pairs are symmetric: if B duplicates A, A
+duplicates B.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 import msgspec
 import numpy as np
 
+from dupdetect import geometry
 from dupdetect.perceptual import hamming
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, StoredImage, VectorStore
@@ -33,17 +37,31 @@ from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, 
 log = logging.getLogger(__name__)
 
 _TIER: dict[Kind, int] = {"exact": 0, "near_exact": 1, "near": 2}
+WEAK_DESCRIPTOR = 0.7
+WEAK_DESCRIPTOR_POINTS = 40
+"""Below :data:`WEAK_DESCRIPTOR` similarity the descriptors barely agree, so the geometry must
+carry the pair alone with this many points (bench/quality.py: unrelated images reach 23 at
+0.48–0.57; rotated copies keep 100 and more)."""
+TRUSTED_BITS = 2
+"""A hash match this close (and at ``Rules.trusted`` similarity) skips the geometric check:
+different pages of text reach similarity 0.98 but stay 8 bits apart or more."""
 
 
 class Rules(msgspec.Struct, frozen=True, kw_only=True):
     """When a candidate counts as a duplicate, and how many to report per image."""
 
     near: float
-    """Cosine similarity floor of the near tier."""
+    """Cosine similarity floor of every non-exact pair."""
     near_exact: int
-    """Largest Hamming distance between perceptual hashes for the near-exact tier."""
+    """Largest Hamming distance between perceptual hashes for a hash match."""
     top_k: int
     """Duplicates reported (and recorded) per image."""
+    near_exact_floor: float = 0.6
+    """Similarity a hash match needs as well."""
+    trusted: float = 0.95
+    """A hash match within :data:`TRUSTED_BITS` bits and this similar skips the geometric check."""
+    unverified: float = 0.85
+    """Similarity a pair needs when no keypoints are stored for it."""
 
     @classmethod
     def from_settings(cls, settings: DuplicateSettings, *, near: float | None = None, top_k: int | None = None) -> Rules:
@@ -52,6 +70,9 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
             near=settings.near_threshold if near is None else near,
             near_exact=settings.near_exact_distance,
             top_k=settings.top_k if top_k is None else top_k,
+            near_exact_floor=settings.near_exact_similarity,
+            trusted=settings.trusted_similarity,
+            unverified=settings.unverified_threshold,
         )
 
     @property
@@ -65,27 +86,79 @@ def _rank(match: Match) -> tuple[int, float]:
     return _TIER[match.kind], -match.similarity
 
 
-def classify(query: Query, candidates: Iterable[Candidate], rules: Rules) -> list[Match]:
-    """One image's candidates → its duplicates, strongest first, at most ``rules.top_k``."""
-    best: dict[uuid.UUID, Match] = {}
+class _Proposal(msgspec.Struct, frozen=True):
+    """A candidate through the cheap gates, waiting for the geometric check (or not)."""
+
+    image: StoredImage
+    similarity: float
+    hash_match: bool
+    settled: Kind | None
+    """Decided without geometry (exact, or a trusted hash match)."""
+
+
+def _propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> list[_Proposal]:
+    """The cheap gates, best first; one proposal per image."""
+    best: dict[uuid.UUID, _Proposal] = {}
     for candidate in candidates:
         image = candidate.image
-        if image.id == query.exclude:
+        if image.id == query.exclude or (image.id in best and best[image.id].settled == "exact"):
             continue
         similarity = min(candidate.similarity, 1.0)
-        kind: Kind | None = None
         if image.sha256 == query.sha256:
-            kind, similarity = "exact", 1.0
-        elif query.phash is not None and image.phash is not None and hamming(query.phash, image.phash) <= rules.near_exact:
-            kind = "near_exact"
-        elif similarity >= rules.near:
-            kind = "near"
-        if kind is None:
+            best[image.id] = _Proposal(image, 1.0, True, "exact")
             continue
-        match = Match(image=image, similarity=similarity, kind=kind)
-        if image.id not in best or _rank(match) < _rank(best[image.id]):
-            best[image.id] = match
-    return sorted(best.values(), key=_rank)[: rules.top_k]
+        if similarity < rules.near:
+            continue
+        bits = None if query.phash is None or image.phash is None else hamming(query.phash, image.phash)
+        hash_match = bits is not None and bits <= rules.near_exact and similarity >= rules.near_exact_floor
+        trusted = hash_match and bits is not None and bits <= TRUSTED_BITS and similarity >= rules.trusted
+        best[image.id] = _Proposal(image, similarity, hash_match, "near_exact" if trusted else None)
+    return sorted(best.values(), key=lambda p: (p.settled != "exact", not p.hash_match, -p.similarity))
+
+
+def _decide(query: Query, proposals: list[_Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
+    """The geometric stage: at most ``rules.top_k`` matches, checking no more pairs than needed."""
+    found: list[Match] = []
+    for proposal in proposals:
+        if len(found) >= rules.top_k:
+            break
+        match = _verified(query, proposal, keypoints.get(proposal.image.id), rules)
+        if match is not None:
+            found.append(match)
+    return sorted(found, key=_rank)
+
+
+def _verified(query: Query, proposal: _Proposal, theirs: bytes | None, rules: Rules) -> Match | None:
+    tier: Kind = "near_exact" if proposal.hash_match else "near"
+    if proposal.settled is not None:
+        return Match(image=proposal.image, similarity=proposal.similarity, kind=proposal.settled)
+    if query.keypoints is None or theirs is None:  # nothing to check with: the descriptor alone
+        if proposal.hash_match or proposal.similarity >= max(rules.near, rules.unverified):
+            return Match(image=proposal.image, similarity=proposal.similarity, kind=tier)
+        return None
+    verdict, points = geometry.verify(query.keypoints, theirs)
+    needed = geometry.MIN_INLIERS if proposal.similarity >= WEAK_DESCRIPTOR else WEAK_DESCRIPTOR_POINTS
+    if verdict == "confirmed" and points >= needed:
+        return Match(image=proposal.image, similarity=proposal.similarity, kind=tier, matched_points=points)
+    if verdict == "textureless" and proposal.hash_match:
+        return Match(image=proposal.image, similarity=proposal.similarity, kind="near_exact")
+    return None
+
+
+async def classify(
+    store: VectorStore, queries: list[Query], found: Iterable[list[Candidate]], rules: Rules,
+    known: Mapping[uuid.UUID, bytes] | None = None,
+) -> list[list[Match]]:
+    """Each query's candidates → its duplicates, strongest first, at most ``rules.top_k``.
+    ``known``: keypoints already at hand (images of the request being stored)."""
+    proposals = [_propose(query, candidates, rules) for query, candidates in zip(queries, found, strict=True)]
+    keypoints = dict(known or {})
+    wanted = {p.image.id for ps in proposals for p in ps if p.settled is None and p.image.id not in keypoints}
+    if wanted:
+        keypoints.update(await store.keypoints(sorted(wanted)))
+    return await asyncio.to_thread(
+        lambda: [_decide(query, ps, keypoints, rules) for query, ps in zip(queries, proposals, strict=True)]
+    )
 
 
 def _within_request(images: list[NewImage], stored: list[StoredImage]) -> list[list[Candidate]]:
@@ -98,7 +171,8 @@ def _within_request(images: list[NewImage], stored: list[StoredImage]) -> list[l
 
 def _pairs(images: Iterable[uuid.UUID], found: Iterable[list[Match]]) -> list[Pair]:
     return [
-        Pair(image_id=image_id, duplicate_id=match.image.id, similarity=match.similarity, kind=match.kind)
+        Pair(image_id=image_id, duplicate_id=match.image.id, similarity=match.similarity, kind=match.kind,
+             matched_points=match.matched_points)
         for image_id, matches in zip(images, found, strict=True)
         for match in matches
     ]
@@ -119,23 +193,23 @@ async def record_request(
     now = datetime.now(UTC)
     stored = [image.stored(request_id, model, now) for image in images]
     earlier = _within_request(images, stored)
-    found = [
-        classify(query, [*candidates, *same_request], rules)
-        for query, candidates, same_request in zip(queries, search.found, earlier, strict=True)
-    ]
+    mine = {image.id: image.keypoints for image in images if image.keypoints is not None}
+    found = await classify(
+        store, queries, ([*c, *same] for c, same in zip(search.found, earlier, strict=True)), rules, known=mine
+    )
     write = _write_request(store, request_id, submitted, images, queries, found, search.seen, model=model, rules=rules)
     return await _finish_despite_cancel(asyncio.ensure_future(write))
 
 
 def _query(image: NewImage) -> Query:
-    return Query(vector=image.vector, sha256=image.sha256, phash=image.phash)
+    return Query(vector=image.vector, sha256=image.sha256, phash=image.phash, keypoints=image.keypoints)
 
 
 async def search(store: VectorStore, images: list[NewImage], *, model: str, rules: Rules) -> list[list[Match]]:
     """Per image, its duplicates among the stored ones; nothing is written (POST /search)."""
     queries = [_query(image) for image in images]
     found = await store.candidates(queries, model=model, k=rules.neighbours)
-    return [classify(query, candidates, rules) for query, candidates in zip(queries, found.found, strict=True)]
+    return await classify(store, queries, found.found, rules)
 
 
 async def _finish_despite_cancel(task: asyncio.Future[list[list[Match]]]) -> list[list[Match]]:
@@ -160,9 +234,10 @@ async def _write_request(
         late: list[Pair] = []
         if seen is not None:
             concurrent = await store.concurrent_candidates(request_id, seen, model=model, k=rules.neighbours)
-            for i, (image, query) in enumerate(zip(images, queries, strict=True)):
+            judged = await classify(store, queries, (concurrent.get(image.id, []) for image in images), rules)
+            for i, image in enumerate(images):
                 known = {match.image.id for match in found[i]}
-                extra = [m for m in classify(query, concurrent.get(image.id, []), rules) if m.image.id not in known]
+                extra = [m for m in judged[i] if m.image.id not in known]
                 late += _pairs([image.id], [extra])
                 found[i] = sorted(found[i] + extra, key=_rank)[: rules.top_k]
         await store.settle(request_id, late, model=model)
@@ -180,14 +255,14 @@ async def _search_stored(
     comparable = [(image, vector) for image, vector in stored if image.model == model]
     if not comparable:
         return {}
+    keypoints = await store.keypoints([image.id for image, _ in comparable])
     queries = [
-        Query(vector=vector, sha256=image.sha256, phash=image.phash, exclude=image.id) for image, vector in comparable
+        Query(vector=vector, sha256=image.sha256, phash=image.phash, exclude=image.id, keypoints=keypoints.get(image.id))
+        for image, vector in comparable
     ]
     search = await store.candidates(queries, model=model, k=rules.neighbours)
-    return {
-        image.id: classify(query, candidates, rules)
-        for (image, _), query, candidates in zip(comparable, queries, search.found, strict=True)
-    }
+    found = await classify(store, queries, search.found, rules, known=keypoints)
+    return {image.id: matches for (image, _), matches in zip(comparable, found, strict=True)}
 
 
 async def settle_pending(
@@ -242,40 +317,3 @@ async def undo_not_duplicate(
         found = await _search_stored(store, stored, model=model, rules=rules)
         await store.settle(image.request_id, _pairs(found.keys(), found.values()), model=model)
     return True
-
-
-def suggested_keeper(images: list[StoredImage]) -> StoredImage:
-    """The copy of a group to keep: the largest resolution, then the largest file, then the
-    earliest taken, then the first by name (the duplicate_groups view applies the same rule)."""
-    return min(images, key=lambda i: (
-        -(i.width * i.height), -i.byte_size, i.taken_at or datetime.max, i.filename or i.url or ""
-    ))
-
-
-def connected_groups(pairs: Iterable[Pair]) -> list[list[uuid.UUID]]:
-    """Images linked by duplicate pairs, directly or through others; largest group first."""
-    parent: dict[uuid.UUID, uuid.UUID] = {}
-
-    def root(node: uuid.UUID) -> uuid.UUID:
-        parent.setdefault(node, node)
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for pair in pairs:
-        parent[root(pair.image_id)] = root(pair.duplicate_id)
-    groups: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for node in parent:
-        groups.setdefault(root(node), []).append(node)
-    return sorted(groups.values(), key=lambda group: (-len(group), min(group)))
-
-
-def pairs_by_group(groups: list[list[uuid.UUID]], pairs: Iterable[Pair]) -> list[list[Pair]]:
-    """Each group's pairs, in one pass over them (a pair never links two groups)."""
-    group_of = {image: n for n, group in enumerate(groups) for image in group}
-    found: list[list[Pair]] = [[] for _ in groups]
-    for pair in pairs:
-        if pair.image_id in group_of:
-            found[group_of[pair.image_id]].append(pair)
-    return found

@@ -122,10 +122,11 @@ class _GuardedResolver(AbstractResolver):
 
 
 def _blocked_cause(exc: BaseException) -> _BlockedAddress | None:
-    while exc is not None:
-        if isinstance(exc, _BlockedAddress):
-            return exc
-        exc = getattr(exc, "os_error", None) or exc.__cause__  # type: ignore[assignment]
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _BlockedAddress):
+            return cause
+        cause = getattr(cause, "os_error", None) or cause.__cause__
     return None
 
 

@@ -14,12 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules, connected_groups, pairs_by_group, settle_pending, suggested_keeper
+from dupdetect.duplicates import Rules, settle_pending
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
@@ -74,7 +75,7 @@ class IngestReport:
 
 
 # (file name, bytes) pairs in; the service's POST /images answer out.
-Sender = Callable[[list[tuple[str, bytes]]], Awaitable[dict]]
+Sender = Callable[[list[tuple[str, bytes]]], Awaitable[dict[str, Any]]]
 Lookup = Callable[[list[str]], Awaitable[dict[str, set[str | None]]]]
 """SHA-256s in; for those stored, the names they are stored under."""
 
@@ -115,12 +116,13 @@ def http_client(base_url: str, session: aiohttp.ClientSession, api_key: str | No
     """Talk to a running ``dupdetect serve`` (with the key of a collection when it needs one)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def send(files: list[tuple[str, bytes]]) -> dict:
+    async def send(files: list[tuple[str, bytes]]) -> dict[str, Any]:
         form = aiohttp.FormData(quote_fields=False)  # names as they are (UTF-8), not percent-encoded
         for name, payload in files:
             form.add_field("files", payload, filename=name)
         async with session.post(f"{base_url}/images", data=form, headers=headers) as response:
-            return await response.json()
+            answer: dict[str, Any] = await response.json()
+            return answer
 
     async def known(hashes: list[str]) -> dict[str, set[str | None]]:
         async with session.post(f"{base_url}/images/known", json={"sha256": hashes}, headers=headers) as response:
@@ -135,13 +137,13 @@ def local_client(runtime: Runtime, store: VectorStore) -> tuple[Sender, Lookup]:
     embedded, without searching (COPY, request left unsettled); :func:`find_pairs` then finds
     every pair in one batched k-NN pass."""
 
-    async def send(files: list[tuple[str, bytes]]) -> dict:
+    async def send(files: list[tuple[str, bytes]]) -> dict[str, Any]:
         digests = [hashlib.sha256(payload).hexdigest() for _, payload in files]
         # Byte-identical copies of stored files (pgvector) take the stored vector: no decoding, no model.
         stored = await store.stored_names(digests) if isinstance(store, PgVectorStore) else {}
         copies = [(i, name, digest) for i, ((name, _), digest) in enumerate(zip(files, digests, strict=True))
                   if digest in stored]
-        answer: dict = {"items": [{"index": i} for i, _, _ in copies]}
+        answer: dict[str, Any] = {"items": [{"index": i} for i, _, _ in copies]}
         if copies:
             assert isinstance(store, PgVectorStore)
             await store.add_copies(uuid.uuid4(), copies)
@@ -211,7 +213,7 @@ async def find_pairs(runtime: Runtime, images: int) -> int:
 
 @dataclass
 class ScanGroup:
-    """Images linked by duplicate pairs, with those pairs and the copy to keep."""
+    """A best copy (the keeper) and its direct duplicates, each with the pair that joins them."""
 
     members: list[StoredImage]
     pairs: list[Pair]
@@ -220,24 +222,28 @@ class ScanGroup:
 
 
 async def scan_groups(store: VectorStore) -> list[ScanGroup]:
-    pairs = await store.recorded_pairs()
-    groups = connected_groups(pairs)
-    images = {i.id: i for i in await store.get_images([m for g in groups for m in g])}
     found = []
-    for group, group_pairs in zip(groups, pairs_by_group(groups, pairs), strict=True):
-        members = sorted((images[m] for m in group), key=lambda image: image.filename or "")
+    for group in await store.groups():
+        members = [m.image for m in group.members]
         found.append(ScanGroup(
             members=members,
-            pairs=group_pairs,
-            keeper=suggested_keeper(members),
+            pairs=[
+                Pair(image_id=m.image.id, duplicate_id=group.keep.id, similarity=m.similarity or 0.0, kind=m.joined_as,
+                     matched_points=m.matched_points)
+                for m in group.members if m.joined_as is not None
+            ],
+            keeper=group.keep,
             thumbnails={m.id: await store.thumbnail(m.id) for m in members},
         ))
     return found
 
 
 def removable(folder: Path, groups: list[ScanGroup]) -> list[Path]:
-    """Every copy but the suggested keeper of each group, as paths under ``folder``."""
-    return [folder / m.filename for g in groups for m in g.members if m.id != g.keeper.id and m.filename]
+    """Every copy but the suggested keeper of each group, as paths under ``folder``. An image
+    that keeps a group of its own stays, even when it is a copy in another's group."""
+    keepers = {g.keeper.id for g in groups}
+    copies = {m.id: m for g in groups for m in g.members if m.id not in keepers and m.filename}
+    return [folder / m.filename for m in copies.values() if m.filename]
 
 
 def move_aside(folder: Path, paths: list[Path], target: Path) -> list[str]:

@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from dupdetect.decode import DecodeError
+from dupdetect.duplicates import Rules, record_request, search
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import FetchBudget, Fetcher, FetchError
 from dupdetect.intake import Item, ItemError
 from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
-from dupdetect.duplicates import Rules, record_request, search
 from dupdetect.store.base import Match, NewImage, VectorStore
 
 
@@ -66,6 +66,7 @@ async def _prepare(
         sha256=image.sha256,
         phash=image.phash,
         thumbnail=image.thumbnail,
+        keypoints=image.keypoints,
         vector=embedded.vector,
         taken_at=image.taken_at,
         camera_make=image.camera_make,

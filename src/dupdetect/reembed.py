@@ -16,9 +16,9 @@ from pathlib import Path
 import msgspec
 
 from dupdetect.decode import DecodeError
+from dupdetect.duplicates import Rules, search_again
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.fetch import Fetcher, FetchError
-from dupdetect.duplicates import Rules, search_again
 from dupdetect.store.base import StoredImage
 from dupdetect.store.pgvector import PgVectorStore
 
@@ -82,7 +82,9 @@ async def reembed(
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
             model = pipeline.model_name
-            await home.replace_embedding(image.id, embedded.vector, embedded.image.phash, model=model)
+            await home.replace_embedding(
+                image.id, embedded.vector, embedded.image.phash, embedded.image.keypoints, model=model
+            )
             updated = msgspec.structs.replace(image, model=model, phash=embedded.image.phash)
             pairs = await search_again(home, updated, embedded.vector, model=model, rules=rules)
             await home.settle(image.request_id, pairs, model=model)

@@ -135,12 +135,23 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
-    near_threshold: Similarity = 0.80
-    """Chosen by bench/quality.py: different photos reach 0.76, edited copies mostly stay above."""
+    near_threshold: Similarity = 0.50
+    """Descriptor similarity every non-exact pair needs (a request's ``threshold`` replaces
+    it). Low, because a geometric check decides (bench/quality.py: rotated and heavily cropped
+    copies reach 0.45–0.6, and no false pair passes the check)."""
     near_exact_distance: Annotated[int, Meta(ge=0, le=16)] = 10
-    """Chosen by bench/quality.py: mild edits move at most 10 of 64 bits, different photos ≥ 18."""
     """Largest Hamming distance between 64-bit perceptual hashes that counts as near-exact;
-    distances up to 7 are found through the hash index, larger ones among the CNN candidates."""
+    distances up to 7 are found through the hash index, larger ones among the CNN candidates.
+    Chosen by bench/quality.py: mild edits move at most 10 of 64 bits."""
+    near_exact_similarity: Similarity = 0.60
+    """Descriptor similarity a hash match needs as well: two different pictures can share a
+    hash (a logo and wood planks, 10 bits apart at similarity 0.31); mild edits keep ≥ 0.56."""
+    trusted_similarity: Similarity = 0.95
+    """A hash match within 2 bits at or above this similarity skips the geometric check (about
+    half of all mild edits: 0.1 ms instead of 1–2 ms per pair)."""
+    unverified_threshold: Similarity = 0.85
+    """Similarity a ``near`` pair needs when it cannot be checked geometrically (images stored
+    without keypoints: the Pinecone store, rows from before version 0009)."""
     top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
     ef_search: Annotated[int, Meta(ge=1, le=1000)] = 100
 
@@ -219,7 +230,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         if variable in environ:
             values[group][field] = _parse(variable, environ[variable], hint)
     groups = {name: group_type(**values[name]) for name, group_type in _groups().items()}
-    settings = Settings(**groups)
+    settings = Settings(**groups)  # type: ignore[arg-type]  # each name gets its own group's type (_groups)
     if settings.store.store == "pinecone" and not settings.store.pinecone_api_key:
         raise SettingsError("DUPDETECT_STORE=pinecone needs DUPDETECT_PINECONE_API_KEY")
     if settings.model.queue_size < settings.limits.max_images_per_request:

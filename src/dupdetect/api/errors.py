@@ -11,7 +11,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.types import Send
+from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 from dupdetect.observability import STORE_UP
 from dupdetect.store.base import OutcomeUnknown, Unsupported
@@ -59,14 +59,16 @@ async def send_error(
 ) -> None:
     """The same shape from ASGI middleware, which answers before Litestar's handlers run."""
     body = msgspec.json.encode(ErrorResponse(error=ErrorDetail(code=code, message=message)))
-    await send({
+    start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
         "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
         ],
-    })
-    await send({"type": "http.response.body", "body": body})
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 def error_responses(*documented: tuple[int, str]) -> dict[int, ResponseSpec]:
@@ -133,7 +135,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return error_response(500, "internal_error", "internal server error; the server log has the details")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     **{kind: handle_store_down for kind in CONNECTION_LOST},
     OutcomeUnknown: handle_outcome_unknown,

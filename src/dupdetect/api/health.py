@@ -25,7 +25,7 @@ class Readiness(msgspec.Struct):
 
 
 class HealthController(Controller):
-    tags = ["health"]
+    tags = ("health",)
 
     @get("/health", summary="Liveness: the process answers")
     async def health(self) -> Health:

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -94,7 +93,7 @@ def _not_found(kind: str, key: uuid.UUID) -> ApiError:
 
 
 class ImagesController(Controller):
-    tags = ["images"]
+    tags = ("images",)
 
     @post(
         "/images",

@@ -14,12 +14,12 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, post
-from litestar.response import Redirect
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Redirect
 
 from dupdetect.api.errors import ApiError, error_responses
-from dupdetect.duplicates import Rules, connected_groups, pairs_by_group, suggested_keeper, undo_not_duplicate
+from dupdetect.duplicates import Rules, undo_not_duplicate
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
 
@@ -47,20 +47,25 @@ PAGE_HEADERS = {
 
 
 class GroupPair(msgspec.Struct, kw_only=True):
+    """Why ``a`` is in the group: its recorded pair with ``b``, the group's best copy."""
+
     a: uuid.UUID
     b: uuid.UUID
     kind: Kind
     similarity: float
+    matched_points: int | None
+    """Keypoints one homography maps between the two (geometric check); null when not checked."""
 
 
 class Group(msgspec.Struct, kw_only=True):
     size: int
     """All images in the group; ``images`` holds at most ``max_size`` of them."""
     keep: uuid.UUID
-    """The copy to keep: the largest resolution, then file, then the earliest taken (listed first)."""
+    """The best copy, listed first: the largest resolution, then file, then the earliest taken.
+    Every other member is a direct duplicate of it (groups do not chain)."""
     images: list[StoredImage]
     pairs: list[GroupPair]
-    """The recorded pairs between the images listed: why they are one group."""
+    """For each other image listed, the pair that put it in the group."""
 
 
 class GroupsPage(msgspec.Struct, kw_only=True):
@@ -119,7 +124,7 @@ def _csv(rows: list[MarkOut]) -> str:
 
 
 class ReviewController(Controller):
-    tags = ["review"]
+    tags = ("review",)
 
     @get("/", include_in_schema=False)
     async def home(self) -> Redirect:
@@ -153,23 +158,16 @@ class ReviewController(Controller):
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
     ) -> GroupsPage:
-        recorded = await store.recorded_pairs()
-        groups = connected_groups(recorded)
-        shown = groups[(page - 1) * page_size : page * page_size]
-        images = {image.id: image for image in await store.get_images([i for group in shown for i in group])}
+        groups = await store.groups()
         pages = []
-        for group, group_pairs in zip(shown, pairs_by_group(shown, recorded), strict=True):
-            members = sorted((images[i] for i in group if i in images), key=lambda image: image.created_at)
-            if not members:  # deleted meanwhile
-                continue
-            keep = suggested_keeper(members)
-            listed = [keep, *(m for m in members if m.id != keep.id)][:max_size]  # the keeper always shown
-            ids = {m.id for m in listed}
+        for group in groups[(page - 1) * page_size : page * page_size]:
+            listed = group.members[:max_size]
             pairs = [
-                GroupPair(a=p.image_id, b=p.duplicate_id, kind=p.kind, similarity=round(p.similarity, 4))
-                for p in group_pairs if p.image_id in ids and p.duplicate_id in ids
+                GroupPair(a=m.image.id, b=group.keep.id, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4),
+                          matched_points=m.matched_points)
+                for m in listed if m.joined_as is not None
             ]
-            pages.append(Group(size=len(group), keep=keep.id, images=listed, pairs=pairs))
+            pages.append(Group(size=len(group.members), keep=group.keep.id, images=[m.image for m in listed], pairs=pairs))
         return GroupsPage(
             groups=pages,
             page=page,

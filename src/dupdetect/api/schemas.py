@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from dupdetect.intake import ItemError
 from dupdetect.store.base import Match, RequestInfo, StoredImage
@@ -38,7 +38,12 @@ class Duplicate(msgspec.Struct, kw_only=True):
     similarity: float
     """Cosine similarity of the descriptors; 1.0 for exact (byte-identical) duplicates."""
     kind: Literal["exact", "near_exact", "near"]
-    """exact: same bytes; near_exact: same picture by perceptual hash; near: by descriptor."""
+    """exact: same bytes; near_exact: the perceptual hashes agree as well; near: the
+    descriptors agree and the geometry confirms it."""
+    matched_points: int | None
+    """Keypoints one homography maps between the two images (the geometric check); null when
+    the pair was not checked (exact copies, near-exact pairs with a similarity ≥ 0.95,
+    images without texture or without stored keypoints)."""
 
 
 class ImageDuplicates(msgspec.Struct, kw_only=True):
@@ -90,6 +95,7 @@ def duplicate_out(match: Match) -> Duplicate:
         filename=source(match.image),
         similarity=round(match.similarity, 4),
         kind=match.kind,
+        matched_points=match.matched_points,
     )
 
 
@@ -99,7 +105,7 @@ _ENTRY = Schema(
     description="Exactly one of base64 or url.",
     properties={
         "base64": Schema(type=OpenAPIType.STRING, description="Image bytes; a data:image/…;base64, prefix is allowed."),
-        "url": Schema(type=OpenAPIType.STRING, format="uri", description="http(s) URL to fetch the image from."),
+        "url": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI, description="http(s) URL to fetch the image from."),
         "filename": _STRING,
     },
     additional_properties=False,
@@ -111,7 +117,9 @@ _IMAGES_BODY = RequestBody(
         "multipart/form-data": OpenAPIMediaType(
             schema=Schema(
                 type=OpenAPIType.OBJECT,
-                properties={"files": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING, format="binary"))},
+                properties={
+                    "files": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+                },
                 required=["files"],
             )
         ),

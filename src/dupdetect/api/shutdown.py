@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
 
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
 
@@ -20,7 +20,7 @@ def cut_off_answers(app: ASGIApp) -> ASGIApp:
     (``duplicates.record_request``), so the answer never contradicts what is stored."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = False
@@ -37,7 +37,7 @@ def cut_off_answers(app: ASGIApp) -> ASGIApp:
             if started or task is None:
                 raise
             task.uncancel()  # this request ends here, with an answer
-            log.warning("%s %s cut off by the shutdown", cast("HTTPScope", scope)["method"], scope["path"])
+            log.warning("%s %s cut off by the shutdown", scope["method"], scope["path"])
             await send_error(
                 send, 503, "shutting_down",
                 "the server stopped before this request finished; nothing of it was stored, send it again",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import cast
 from urllib.parse import urlsplit
 
-from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
 from dupdetect.settings import ServerSettings
@@ -53,7 +53,7 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
 
     def middleware_factory(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
@@ -64,7 +64,7 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
                     f"the Host header {host!r} is not one this service answers to (DUPDETECT_ALLOWED_HOSTS)",
                 )
                 return
-            if cast("HTTPScope", scope)["method"] not in _SAFE_METHODS and not _same_origin(headers.get("origin"), host):
+            if scope["method"] not in _SAFE_METHODS and not _same_origin(headers.get("origin"), host):
                 await send_error(
                     send, 403, "cross_origin_write",
                     "writes from another site's page are refused; call the API directly",

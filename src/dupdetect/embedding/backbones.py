@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,14 +35,15 @@ class ResNetTrunk(nn.Module):
         del net.avgpool, net.fc
         self.net = net
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         trunk = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
         return self.net.load_state_dict(trunk, strict=strict, assign=assign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        features: torch.Tensor = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        return features
 
 
 class _MBConv(nn.Module):
@@ -66,7 +68,8 @@ class _MBConv(nn.Module):
             y = torch.clamp(self._bn0(self._expand_conv(y)), 0, 6)
         y = torch.clamp(self._bn1(self._depthwise_conv(y)), 0, 6)
         y = self._bn2(self._project_conv(y))
-        return y + x if self.skip else y
+        out: torch.Tensor = y + x if self.skip else y
+        return out
 
 
 # (kernel, stride, expand, out channels, repeats) per stage, from the EfficientNet-Lite0 paper/TF code.
@@ -91,7 +94,7 @@ class EfficientNetLite0Trunk(nn.Module):
         self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         trunk = {k: v for k, v in state_dict.items() if not k.startswith("_fc.")}
         return super().load_state_dict(trunk, strict=strict, assign=assign)
 

@@ -57,6 +57,8 @@ class Descriptor(nn.Module):
         self.trunk = trunk
         self.pool = GeM()
         self.bf16 = bf16
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
 
@@ -107,7 +109,7 @@ class Embedder:
             except RuntimeError as exc:
                 raise weights.WeightsError(f"{path} does not fit {self.settings.model}: {exc}") from exc
             module = Descriptor(trunk, spec.mean, spec.std, bf16=self.precision == "bf16")
-            module = module.eval().to(self.device, memory_format=torch.channels_last)
+            module = module.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
             with torch.inference_mode():
                 module(torch.zeros((1, self.image_size, self.image_size, 3), dtype=torch.uint8, device=self.device))
             self._module = module
@@ -119,4 +121,5 @@ class Embedder:
             raise RuntimeError("Embedder.load() first")
         with torch.inference_mode():
             batch = torch.from_numpy(pixels).to(self.device, non_blocking=True)
-            return self._module(batch).cpu().numpy()
+            vectors: np.ndarray = self._module(batch).cpu().numpy()
+            return vectors

@@ -25,7 +25,7 @@ TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet15
 
 def torchvision_url(model: str) -> str:
     """torchvision's ImageNet-1k V1 weights: the classic ones, as the seed used."""
-    return str(models.get_model_weights(model).IMAGENET1K_V1.url)  # type: ignore[attr-defined]
+    return str(models.get_model_weights(model).IMAGENET1K_V1.url)
 
 
 class WeightsError(OperatorError):

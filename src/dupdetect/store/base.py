@@ -28,9 +28,11 @@ class NewImage(msgspec.Struct, frozen=True, kw_only=True):
     height: int
     format: str
     sha256: str
-    phash: int
+    phash: int | None
     thumbnail: bytes | None
     vector: np.ndarray
+    keypoints: bytes | None = None
+    """Packed local features (:mod:`dupdetect.geometry`) for geometric verification."""
     taken_at: datetime | None = None
     camera_make: str | None = None
     camera_model: str | None = None
@@ -84,6 +86,8 @@ class Match(msgspec.Struct, frozen=True, kw_only=True):
     image: StoredImage
     similarity: float
     kind: Kind
+    matched_points: int | None = None
+    """Keypoints one homography maps between the two images; None when not checked."""
 
 
 class Query(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +98,7 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     phash: int | None
     exclude: uuid.UUID | None = None
     """The image itself, when it is stored (its not-a-duplicate decisions apply too)."""
+    keypoints: bytes | None = None
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,6 +124,27 @@ class Pair(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_id: uuid.UUID
     similarity: float
     kind: Kind
+    matched_points: int | None = None
+
+
+class GroupMember(msgspec.Struct, frozen=True, kw_only=True):
+    """An image of a group and the pair that put it there: with the group's best copy."""
+
+    image: StoredImage
+    joined_as: Kind | None = None
+    """None for the best copy itself."""
+    similarity: float | None = None
+    matched_points: int | None = None
+
+
+class DuplicateGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A best copy and its direct duplicates. Every image joins the best-ranked of its
+    duplicates that ranks above it (largest resolution, then file, then earliest taken, then
+    name), so groups never chain unrelated images through others."""
+
+    keep: StoredImage
+    members: list[GroupMember]
+    """The best copy first."""
 
 
 class RequestNotFound(LookupError):
@@ -185,6 +211,9 @@ class VectorStore(Protocol):
         """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
         Raises RequestNotFound."""
 
+    async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        """The stored local features of these images (those that have them)."""
+
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None: ...
 
     async def request_images(self, request_id: uuid.UUID) -> list[tuple[StoredImage, np.ndarray]]:
@@ -217,8 +246,9 @@ class VectorStore(Protocol):
     async def marked_images(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first. May raise Unsupported."""
 
-    async def recorded_pairs(self) -> list[Pair]:
-        """Every recorded duplicate pair, once, with its kind and similarity. May raise Unsupported."""
+    async def groups(self) -> list[DuplicateGroup]:
+        """The collection's duplicate groups, largest first (the ``duplicate_groups`` view's
+        rule). May raise Unsupported."""
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]: ...
 

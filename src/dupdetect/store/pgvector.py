@@ -15,14 +15,15 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-
 from pgvector import HalfVector
 
-from dupdetect.perceptual import BANDS, BAND_MASK, band_shift
+from dupdetect.perceptual import BAND_MASK, BANDS, band_shift
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
+    DuplicateGroup,
+    GroupMember,
     Mark,
     MarkedImage,
     Match,
@@ -102,9 +103,10 @@ def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
 
 _SETTLE_SQL = """
     WITH added AS (
-        INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model)
-        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6
-        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[]) AS p(image_id, duplicate_id, similarity, kind)
+        INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model, matched_points)
+        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6, p.matched_points
+        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[], $7::int[])
+             AS p(image_id, duplicate_id, similarity, kind, matched_points)
         WHERE EXISTS (SELECT 1 FROM images WHERE id = p.duplicate_id)
           AND EXISTS (SELECT 1 FROM images WHERE id = p.image_id)
         ON CONFLICT DO NOTHING  -- found by both sides, or already recorded the other way round
@@ -257,13 +259,20 @@ class PgVectorStore:
         )
         return [MarkedImage(image=_image(row), mark=row["mark"], marked_at=row["marked_at"]) for row in rows]
 
-    async def recorded_pairs(self) -> list[Pair]:
-        rows = await self.pool.fetch(  # a pair never spans collections: one side tells
-            "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind FROM duplicates d"
-            " JOIN images i ON i.id = d.image_id WHERE i.collection = $1",
+    async def groups(self) -> list[DuplicateGroup]:
+        rows = await self.pool.fetch(
+            f"SELECT g.group_id, g.joined_as, g.joined_similarity, g.joined_matched_points, {_IMAGE_COLUMNS}"
+            " FROM duplicate_groups g JOIN images i ON i.id = g.image_id WHERE g.collection = $1"
+            " ORDER BY g.group_size DESC, g.group_id, g.suggested_keep DESC, i.created_at, i.id",
             self.collection,
         )
-        return [Pair(**dict(row)) for row in rows]
+        members: dict[uuid.UUID, list[GroupMember]] = {}
+        for row in rows:
+            members.setdefault(row["group_id"], []).append(GroupMember(
+                image=_image(row), joined_as=row["joined_as"], similarity=row["joined_similarity"],
+                matched_points=row["joined_matched_points"],
+            ))
+        return [DuplicateGroup(keep=group[0].image, members=group) for group in members.values()]
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
         rows = await self.pool.fetch(
@@ -283,9 +292,10 @@ class PgVectorStore:
         return found
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
-        return await self.pool.fetchval(
+        data: bytes | None = await self.pool.fetchval(
             "SELECT thumbnail FROM images WHERE id = $1 AND collection = $2", image_id, self.collection
         )
+        return data
 
     async def add_request(
         self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
@@ -315,11 +325,16 @@ class PgVectorStore:
                     for img in images
                 ],
             )
+            await conn.copy_records_to_table(
+                "image_keypoints",
+                columns=["image_id", "keypoints"],
+                records=[(img.id, img.keypoints) for img in images if img.keypoints is not None],
+            )
             if pairs:
                 await conn.copy_records_to_table(
                     "duplicates",
-                    columns=["image_id", "duplicate_id", "similarity", "kind", "model"],
-                    records=[(p.image_id, p.duplicate_id, p.similarity, p.kind, model) for p in pairs],
+                    columns=["image_id", "duplicate_id", "similarity", "kind", "model", "matched_points"],
+                    records=[(p.image_id, p.duplicate_id, p.similarity, p.kind, model, p.matched_points) for p in pairs],
                 )
 
     async def add_copies(self, request_id: uuid.UUID, copies: list[tuple[int, str, str]]) -> None:
@@ -333,15 +348,24 @@ class PgVectorStore:
             )
             await conn.execute(
                 """
-                INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
-                                    phash, thumbnail, model, embedding, collection, taken_at, camera_make, camera_model)
-                SELECT gen_random_uuid(), $1, c.position, c.filename, s.byte_size, s.width, s.height, s.format,
-                       s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection, s.taken_at,
-                       s.camera_make, s.camera_model
-                FROM unnest($2::int[], $3::text[], $4::text[]) AS c(position, filename, sha256)
-                CROSS JOIN LATERAL (
-                    SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = $5 LIMIT 1
-                ) s
+                WITH source AS (
+                    SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id, s.byte_size, s.width,
+                           s.height, s.format, s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection,
+                           s.taken_at, s.camera_make, s.camera_model
+                    FROM unnest($2::int[], $3::text[], $4::text[]) AS c(position, filename, sha256)
+                    CROSS JOIN LATERAL (
+                        SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = $5 LIMIT 1
+                    ) s
+                ), added AS (
+                    INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
+                                        phash, thumbnail, model, embedding, collection, taken_at, camera_make,
+                                        camera_model)
+                    SELECT new_id, $1, position, filename, byte_size, width, height, format, sha256, phash,
+                           thumbnail, model, embedding, collection, taken_at, camera_make, camera_model
+                    FROM source
+                )
+                INSERT INTO image_keypoints (image_id, keypoints)
+                SELECT source.new_id, k.keypoints FROM source JOIN image_keypoints k ON k.image_id = source.id
                 """,
                 request_id, [c[0] for c in copies], [c[1] for c in copies], [c[2] for c in copies], self.collection,
             )
@@ -349,7 +373,7 @@ class PgVectorStore:
     async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
         arguments = (
             request_id, [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
-            [p.similarity for p in pairs], [p.kind for p in pairs], model,
+            [p.similarity for p in pairs], [p.kind for p in pairs], model, [p.matched_points for p in pairs],
         )
         try:
             return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
@@ -367,6 +391,12 @@ class PgVectorStore:
     async def collections(self) -> list[str]:
         return [row["name"] for row in await self.pool.fetch("SELECT name FROM collections ORDER BY name")]
 
+    async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        rows = await self.pool.fetch(
+            "SELECT image_id, keypoints FROM image_keypoints WHERE image_id = ANY($1::uuid[])", image_ids
+        )
+        return {row["image_id"]: row["keypoints"] for row in rows}
+
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
         row = await self.pool.fetchrow(
             "SELECT id, created_at, submitted, added FROM requests WHERE id = $1 AND collection = $2",
@@ -375,7 +405,7 @@ class PgVectorStore:
         return None if row is None else RequestInfo(**dict(row))
 
     async def _request_rows(self, conn: asyncpg.Connection, request_id: uuid.UUID, columns: str) -> list[Any]:
-        rows = await conn.fetch(
+        rows: list[Any] = await conn.fetch(
             f"SELECT {columns} FROM images i WHERE i.request_id = $1 AND i.collection = $2 ORDER BY i.position",
             request_id, self.collection,
         )
@@ -395,7 +425,7 @@ class PgVectorStore:
             images = [_image(row) for row in await self._request_rows(conn, request_id, _IMAGE_COLUMNS)]
             rows = await conn.fetch(
                 f"""
-                SELECT d.image_id AS for_id, d.similarity, d.kind, {_IMAGE_COLUMNS}
+                SELECT d.image_id AS for_id, d.similarity, d.kind, d.matched_points, {_IMAGE_COLUMNS}
                 FROM image_duplicates d JOIN images i ON i.id = d.duplicate_id
                 WHERE d.image_id = ANY($1::uuid[])
                 ORDER BY d.kind = 'exact' DESC, d.similarity DESC, i.created_at
@@ -404,7 +434,10 @@ class PgVectorStore:
             )
         by_image: dict[uuid.UUID, list[Match]] = {image.id: [] for image in images}
         for row in rows:
-            by_image[row["for_id"]].append(Match(image=_image(row), similarity=float(row["similarity"]), kind=row["kind"]))
+            by_image[row["for_id"]].append(Match(
+                image=_image(row), similarity=float(row["similarity"]), kind=row["kind"],
+                matched_points=row["matched_points"],
+            ))
         return [(image, by_image[image.id]) for image in images]
 
     async def stale_images(self, model: str) -> list[StoredImage]:
@@ -414,11 +447,19 @@ class PgVectorStore:
         )
         return [_image(row) for row in rows]
 
-    async def replace_embedding(self, image_id: uuid.UUID, vector: np.ndarray, phash: int, *, model: str) -> None:
-        """Swap in a vector of ``model``; its near pairs go (exact ones stay) until searched again."""
+    async def replace_embedding(
+        self, image_id: uuid.UUID, vector: np.ndarray, phash: int | None, keypoints: bytes, *, model: str
+    ) -> None:
+        """Swap in a vector of ``model`` (and the hash and keypoints of this version); its near
+        pairs go (exact ones stay) until searched again."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE images SET embedding = $2, model = $3, phash = $4 WHERE id = $1", image_id, vector, model, phash
+            )
+            await conn.execute(
+                "INSERT INTO image_keypoints (image_id, keypoints) VALUES ($1, $2)"
+                " ON CONFLICT (image_id) DO UPDATE SET keypoints = excluded.keypoints",
+                image_id, keypoints,
             )
             await conn.execute(
                 "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id

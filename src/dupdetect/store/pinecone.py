@@ -37,10 +37,11 @@ from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
-    Mark,
-    MarkedImage,
     Candidate,
     CandidateSearch,
+    DuplicateGroup,
+    Mark,
+    MarkedImage,
     Match,
     ModelMismatch,
     NewImage,
@@ -82,8 +83,9 @@ def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: dat
         "height": image.height,
         "format": image.format,
         "sha256": image.sha256,
-        "phash": str(image.phash),  # 64-bit integers do not survive Pinecone's float numbers
-        "phash_bands": _band_terms(image.phash),
+        # 64-bit integers do not survive Pinecone's float numbers
+        "phash": None if image.phash is None else str(image.phash),
+        "phash_bands": None if image.phash is None else _band_terms(image.phash),
         "model": model,
         "created_at": created_at.isoformat(),
         "taken_at": image.taken_at.isoformat() if image.taken_at else None,
@@ -151,6 +153,8 @@ class PineconeStore:
                         spec=ServerlessSpec(cloud=settings.pinecone_cloud, region=settings.pinecone_region),
                     )
                 host = (await pc.describe_index(settings.pinecone_index)).host
+            if not host:
+                raise ConnectionError(f"Pinecone reports no host for index {settings.pinecone_index}")
             index = AsyncIndex(host=host, api_key=settings.pinecone_api_key)
         store = cls(index, dims=dims, namespace=settings.pinecone_namespace, model=model, rules=rules)
         stats = await index.describe_index_stats()
@@ -270,7 +274,10 @@ class PineconeStore:
         out = []
         for chunk in _chunks(ids, FETCH_IDS_PER_CALL):
             vectors = (await self.index.fetch(ids=chunk, namespace=self.namespace)).vectors
-            out += [(dict(vectors[vid].metadata or {}), np.asarray(vectors[vid].values, np.float32)) for vid in chunk if vid in vectors]
+            out += [
+                (dict(vectors[vid].metadata or {}), np.asarray(vectors[vid].values, np.float32))
+                for vid in chunk if vid in vectors
+            ]
         return out
 
     async def request_images(self, request_id: uuid.UUID) -> list[tuple[StoredImage, np.ndarray]]:
@@ -295,6 +302,11 @@ class PineconeStore:
         """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
         return await for_request(self, request_id, model=self.model, rules=self.rules, live=True)
 
+    async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+        """Keypoints (17 kB an image) are not kept in Pinecone's 40 kB of metadata: its pairs are
+        judged on descriptor and hash alone (``DUPDETECT_UNVERIFIED_THRESHOLD``)."""
+        return {}
+
     async def thumbnail(self, image_id: uuid.UUID) -> bytes | None:
         """Thumbnails are not kept in Pinecone (metadata is limited to 40 kB a vector)."""
         return None
@@ -318,7 +330,7 @@ class PineconeStore:
     async def marked_images(self) -> list[MarkedImage]:
         raise Unsupported("keep/trash marks need the pgvector store")
 
-    async def recorded_pairs(self) -> list[Pair]:
+    async def groups(self) -> list[DuplicateGroup]:
         raise Unsupported("duplicate groups need the pgvector store (Pinecone records no pairs)")
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
