@@ -203,7 +203,8 @@ def imagededup_phash(stored: list[tuple[int, bytes]], dataset: list[Copy]) -> Ve
         return hasher.encode_image(image_array=np.asarray(Image.open(io.BytesIO(payload)).convert("RGB")))
 
     base = [(label, encode(d)) for label, d in stored]
-    found = [{label: "near_exact" for label, b in base if hasher.hamming_distance(encode(c.data), b) <= 10} for c in dataset]
+    queries = [encode(c.data) for c in dataset]
+    found = [{label: "near_exact" for label, b in base if hasher.hamming_distance(q, b) <= 10} for q in queries]
     pairs = [(a, b) for i, (a, ha) in enumerate(base) for b, hb in base[i + 1 :] if hasher.hamming_distance(ha, hb) <= 10]
     return Verdicts("imagededup PHash (distance ≤ 10)", found, pairs)
 

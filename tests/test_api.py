@@ -16,14 +16,8 @@ from PIL import Image, ImageOps
 
 from dupdetect.settings import FetchSettings, LimitSettings, Settings
 from tests.conftest import Backend, serving, web_server
+from tests.http import form
 from tests.photos import corrupt_png, edited_copy, encode, jpeg, not_an_image, photo, pixel_bomb, truncated_jpeg
-
-
-def form(*files: tuple[str, bytes]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for name, payload in files:
-        data.add_field("files", payload, filename=name, content_type="application/octet-stream")
-    return data
 
 
 async def post(http: aiohttp.ClientSession, base_url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -457,10 +451,13 @@ async def test_item_errors_name_the_problem(base_url: str, http: aiohttp.ClientS
     ]
 
 
-async def test_hostile_names_never_reach_the_store(base_url: str, http: aiohttp.ClientSession) -> None:
+async def test_hostile_names_never_reach_the_store(
+    base_url: str, http: aiohttp.ClientSession, stored: Callable[[], Awaitable[tuple[int, int]]]
+) -> None:
+    before = await stored()
     body = b'{"images": [{"base64": "%s", "filename": "\\ud800.jpg"}]}' % b64(jpeg("coffee")).encode()
     status, answer = await post(http, base_url, data=body, headers={"Content-Type": "application/json"})
-    assert status in (400, 422), answer
+    assert (status, answer["error"]["code"]) == (400, "invalid_json"), answer  # a lone surrogate is not JSON
     raw = (
         b'--b\r\nContent-Disposition: form-data; name="files"; filename="bell\x07.jpg"\r\n\r\n'
         + jpeg("coffee")
@@ -468,6 +465,7 @@ async def test_hostile_names_never_reach_the_store(base_url: str, http: aiohttp.
     )
     status, answer = await post(http, base_url, data=raw, headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert status == 422 and answer["error"]["details"][0]["error"]["code"] == "invalid_filename"
+    assert await stored() == before  # neither request stored anything
 
 
 # --- reading and deleting ------------------------------------------------------------------

@@ -16,16 +16,9 @@ from dupdetect.ingest import ingest, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import running
 from dupdetect.settings import Settings
+from tests.http import upload
 from tests.photos import PHOTOS, edited_copy, jpeg
 from tests.processes import cli_env, free_port, start_serve, wait_ready
-
-
-async def _upload(http: aiohttp.ClientSession, base_url: str, name: str, payload: bytes) -> dict:
-    data = aiohttp.FormData()
-    data.add_field("files", payload, filename=name)
-    async with http.post(f"{base_url}/images", data=data) as resp:
-        assert resp.status == 201, await resp.text()
-        return await resp.json()
 
 
 async def _recorded_pairs(dsn: str) -> list[tuple[str, str]]:
@@ -52,9 +45,9 @@ async def test_simultaneous_uploads_of_one_photo_are_paired(
     base_url: str, http: aiohttp.ClientSession, dsn: str
 ) -> None:
     bodies = await asyncio.gather(
-        _upload(http, base_url, "a.jpg", jpeg("astronaut")),
-        _upload(http, base_url, "b.jpg", jpeg("astronaut")),
-        _upload(http, base_url, "c.jpg", edited_copy("astronaut")),
+        upload(http, base_url, ("a.jpg", jpeg("astronaut"))),
+        upload(http, base_url, ("b.jpg", jpeg("astronaut"))),
+        upload(http, base_url, ("c.jpg", edited_copy("astronaut"))),
     )
     expected = {frozenset((f"{x}.jpg", f"{y}.jpg")) for x, y in itertools.combinations("abc", 2)}
     _assert_each_pair_once(await _recorded_pairs(dsn), expected)
@@ -83,7 +76,7 @@ async def test_two_service_processes_racing_on_one_database_record_every_pair_on
         ]
         await asyncio.gather(
             *(
-                _upload(http, f"http://127.0.0.1:{ports[i % 2]}", filename, payload)
+                upload(http, f"http://127.0.0.1:{ports[i % 2]}", (filename, payload))
                 for i, (filename, payload) in enumerate(uploads)
             )
         )

@@ -16,20 +16,14 @@ from dupdetect.duplicates import Rules, classify
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Query, StoredImage
 from dupdetect.store.pgvector import PgVectorStore
+from tests.http import form
 from tests.photos import PHOTOS, jpeg, photo
 
 MILD = [edit for edit in EDITS if edit.difficulty == "mild"]
 
 
-def form(files: list[tuple[str, bytes]]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for name, payload in files:
-        data.add_field("files", payload, filename=name)
-    return data
-
-
 async def test_mild_edits_are_found_and_different_photos_are_not(base_url: str, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{base_url}/images", data=form([(f"{n}.jpg", jpeg(n)) for n in PHOTOS])) as resp:
+    async with http.post(f"{base_url}/images", data=form(*[(f"{n}.jpg", jpeg(n)) for n in PHOTOS])) as resp:
         originals = await resp.json()
     assert all(item["duplicates"] == 0 for item in originals["items"])  # no pairs among different photos
     original_of = {item["image_id"]: PHOTOS[item["index"]] for item in originals["items"]}
@@ -37,7 +31,7 @@ async def test_mild_edits_are_found_and_different_photos_are_not(base_url: str, 
     found, wrong, total = 0, [], 0
     for name in PHOTOS:
         copies = [(f"{name}~{edit.name}", edit.apply(photo(name))) for edit in MILD]
-        async with http.post(f"{base_url}/images", data=form(copies)) as resp:
+        async with http.post(f"{base_url}/images", data=form(*copies)) as resp:
             request_id = (await resp.json())["request_id"]
         async with http.get(f"{base_url}/duplicates/{request_id}?limit=100") as resp:
             images = (await resp.json())["images"]
@@ -59,12 +53,12 @@ HARD = [edit for edit in EDITS if edit.name in ("crop-50", "flip", "rotate-10", 
 
 
 async def test_hard_edits_are_found_without_false_pairs(base_url: str, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{base_url}/images", data=form([(f"{n}.jpg", jpeg(n)) for n in PHOTOS])) as resp:
+    async with http.post(f"{base_url}/images", data=form(*[(f"{n}.jpg", jpeg(n)) for n in PHOTOS])) as resp:
         original_of = {item["image_id"]: PHOTOS[item["index"]] for item in (await resp.json())["items"]}
     found, wrong, total = 0, [], 0
     for name in PHOTOS:
         copies = [(f"{name}~{edit.name}", edit.apply(photo(name))) for edit in HARD]
-        async with http.post(f"{base_url}/search", data=form(copies)) as resp:
+        async with http.post(f"{base_url}/search", data=form(*copies)) as resp:
             items = (await resp.json())["items"]
         for item in items:
             total += 1
@@ -79,7 +73,7 @@ async def test_flat_transparent_logo_document_and_gradient_images_never_pair(
 ) -> None:
     """The false pairs users reported: each family's images are all different from each other."""
     negatives = flats() + gradients() + logos() + transparent() + documents()
-    async with http.post(f"{base_url}/images", data=form([(n.name + ".img", n.data) for n in negatives])) as resp:
+    async with http.post(f"{base_url}/images", data=form(*[(n.name + ".img", n.data) for n in negatives])) as resp:
         assert resp.status == 201
         body = await resp.json()
     paired = [negatives[item["index"]].name for item in body["items"] if item["duplicates"]]

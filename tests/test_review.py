@@ -10,16 +10,8 @@ import asyncpg
 from PIL import Image
 
 from dupdetect.settings import Settings
+from tests.http import upload
 from tests.photos import edited_copy, encode, jpeg, photo
-
-
-async def upload(http: aiohttp.ClientSession, base_url: str, *files: tuple[str, bytes]) -> dict:
-    data = aiohttp.FormData()
-    for name, payload in files:
-        data.add_field("files", payload, filename=name)
-    async with http.post(f"{base_url}/images", data=data) as resp:
-        assert resp.status == 201
-        return await resp.json()
 
 
 async def test_thumbnails_are_kept_and_served(base_url: str, http: aiohttp.ClientSession) -> None:

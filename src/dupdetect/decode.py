@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dupdetect import geometry
+from dupdetect.errors import DupdetectError
 from dupdetect.perceptual import phash
 from dupdetect.settings import MB
 
@@ -34,17 +35,10 @@ BORDER_TOLERANCE = 24
 """Grey levels a border may vary by and still count as uniform padding."""
 
 
-class DecodeError(ValueError):
+class DecodeError(DupdetectError, ValueError):
     """The bytes are not an image we can use; ``code`` is what the API returns."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, str]]:
-        """Crosses the process boundary from the decode workers intact."""
-        return DecodeError, (self.code, self.message)
+    status = 422
 
 
 @dataclass(frozen=True)

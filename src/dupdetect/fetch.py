@@ -18,17 +18,17 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from dupdetect.errors import DupdetectError
 from dupdetect.settings import FetchSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class FetchError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class FetchError(DupdetectError, ValueError):
+    """An image URL could not be fetched; the item gets this error."""
+
+    status = 422
 
 
 class _BlockedAddress(OSError):

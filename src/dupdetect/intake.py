@@ -15,17 +15,8 @@ from dataclasses import dataclass
 import msgspec
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
+from dupdetect.errors import DupdetectError
 from dupdetect.settings import LimitSettings
-
-
-class IntakeError(ValueError):
-    """The whole body is refused; nothing is stored."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 class ItemError(msgspec.Struct, frozen=True):
@@ -76,9 +67,9 @@ def _too_large(limits: LimitSettings) -> ItemError:
     return ItemError("image_too_large", f"the image is larger than the {limits.max_image_bytes:,}-byte limit")
 
 
-def _too_many(limits: LimitSettings) -> IntakeError:
-    return IntakeError(
-        413, "too_many_images", f"at most {limits.max_images_per_request} images per request"
+def _too_many(limits: LimitSettings) -> DupdetectError:
+    return DupdetectError(
+        "too_many_images", f"at most {limits.max_images_per_request} images per request", status=413
     )
 
 
@@ -87,14 +78,16 @@ async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> 
     async for chunk in stream:
         total += len(chunk)
         if total > limit:
-            raise IntakeError(413, "request_too_large", f"the request body is larger than the {limit:,}-byte limit{hint}")
+            raise DupdetectError(
+                "request_too_large", f"the request body is larger than the {limit:,}-byte limit{hint}", status=413
+            )
         yield chunk
 
 
 async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     boundary = parse_options_header(content_type)[1].get("boundary")
     if not boundary:
-        raise IntakeError(400, "invalid_multipart", "multipart/form-data without a boundary")
+        raise DupdetectError("invalid_multipart", "multipart/form-data without a boundary", status=400)
     items: list[Item] = []
     current: Item | None = None
     buffer = bytearray()
@@ -104,8 +97,8 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         if event.name != "files":
-                            raise IntakeError(
-                                400, "unexpected_field", f"unexpected form field {event.name!r}; send images as `files`"
+                            raise DupdetectError(
+                                "unexpected_field", f"unexpected form field {event.name!r}; send images as `files`", status=400
                             )
                         if len(items) >= limits.max_images_per_request:
                             raise _too_many(limits)
@@ -123,7 +116,7 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
                             current.error = _too_large(limits)  # the rest of this part is skipped, not kept
                             buffer = bytearray()
     except MultipartError as exc:
-        raise IntakeError(400, "invalid_multipart", f"the multipart body is malformed: {exc}") from exc
+        raise DupdetectError("invalid_multipart", f"the multipart body is malformed: {exc}", status=400) from exc
     return items
 
 
@@ -158,9 +151,9 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)
     except msgspec.ValidationError as exc:
-        raise IntakeError(400, "invalid_request", f"the JSON body does not match the schema: {exc}") from exc
+        raise DupdetectError("invalid_request", f"the JSON body does not match the schema: {exc}", status=400) from exc
     except msgspec.DecodeError as exc:
-        raise IntakeError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+        raise DupdetectError("invalid_json", f"the body is not valid JSON: {exc}", status=400) from exc
     if len(parsed.images) > limits.max_images_per_request:
         raise _too_many(limits)
     items = []
@@ -191,7 +184,7 @@ async def _paced(stream: AsyncIterator[bytes], timeout: float) -> AsyncIterator[
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise IntakeError(408, "body_timeout", f"no part of the body arrived for {timeout:g} s") from None
+            raise DupdetectError("body_timeout", f"no part of the body arrived for {timeout:g} s", status=408) from None
         yield chunk
 
 
@@ -203,9 +196,9 @@ async def read_items(content_type: str, stream: AsyncIterator[bytes], limits: Li
     elif media_type == "application/json":
         items = await read_json(stream, limits)
     else:
-        raise IntakeError(
-            415, "unsupported_media_type", "send multipart/form-data (field `files`) or application/json"
+        raise DupdetectError(
+            "unsupported_media_type", "send multipart/form-data (field `files`) or application/json", status=415
         )
     if not items:
-        raise IntakeError(400, "no_images", "the request contains no images")
+        raise DupdetectError("no_images", "the request contains no images", status=400)
     return items

@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
-from dupdetect.api.errors import ApiError
+from dupdetect.errors import DupdetectError
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import VectorStore
 
@@ -27,16 +27,16 @@ async def _collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: R
     key = _presented_key(connection)
     challenge = {"WWW-Authenticate": 'Bearer realm="dupdetect"'}
     if key is None:
-        raise ApiError(
-            401, "missing_api_key",
+        raise DupdetectError(
+            "missing_api_key",
             "this service needs an API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
             " (an operator creates one with `dupdetect keys create --collection NAME`)",
-            headers=challenge,
+            headers=challenge, status=401,
         )
     assert runtime.keys is not None  # auth on always opens the database
     collection = await runtime.keys.collection_for(key)
     if collection is None:
-        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", headers=challenge)
+        raise DupdetectError("invalid_api_key", "the API key is unknown or revoked", headers=challenge, status=401)
     return collection
 
 

@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
+from dupdetect.errors import DupdetectError
 from dupdetect.observability import STORE_UP
 from dupdetect.store.base import OutcomeUnknown, Unsupported
 from dupdetect.store.pgvector import CONNECTION_LOST
@@ -31,20 +32,6 @@ class ErrorDetail(msgspec.Struct, kw_only=True):
 
 class ErrorResponse(msgspec.Struct, kw_only=True):
     error: ErrorDetail
-
-
-class ApiError(Exception):
-    """Raised by handlers and domain code that knows the status and code of a failure."""
-
-    def __init__(
-        self, status: int, code: str, message: str, details: Any | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
 
 
 def error_response(
@@ -87,7 +74,7 @@ def _code_for(status: int) -> str:
     return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
 
 
-def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorResponse]:
+def handle_dupdetect_error(_: Request[Any, Any, Any], exc: DupdetectError) -> Response[ErrorResponse]:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -136,7 +123,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ApiError: handle_api_error,
+    DupdetectError: handle_dupdetect_error,
     **{kind: handle_store_down for kind in CONNECTION_LOST},
     OutcomeUnknown: handle_outcome_unknown,
     Unsupported: handle_unsupported,

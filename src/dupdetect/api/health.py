@@ -8,7 +8,8 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.api.errors import error_responses
+from dupdetect.errors import DupdetectError
 from dupdetect.observability import STORE_UP
 from dupdetect.runtime import Runtime
 
@@ -42,9 +43,9 @@ class HealthController(Controller):
                 await runtime.store.ping()
         except Exception as exc:
             STORE_UP.set(0)
-            raise ApiError(
-                503, "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}",
-                headers={"Retry-After": "2"},
+            raise DupdetectError(
+                "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}",
+                headers={"Retry-After": "2"}, status=503,
             ) from exc
         STORE_UP.set(1)
         return Readiness(status="ready", store=runtime.settings.store.store, model=runtime.pipeline.model_name)

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dupdetect import duplicates
-from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.api.errors import error_responses
 from dupdetect.api.schemas import (
     DuplicatesResponse,
     ImageDuplicates,
@@ -28,8 +28,9 @@ from dupdetect.api.schemas import (
     source,
 )
 from dupdetect.embedding.worker import Overloaded
+from dupdetect.errors import DupdetectError
 from dupdetect.ingest import NoValidImages, Outcome, ingest, look_up
-from dupdetect.intake import IntakeError, Item, read_items
+from dupdetect.intake import Item, read_items
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import RequestNotFound, StoredImage, VectorStore
 
@@ -72,24 +73,24 @@ async def _with_items(
     limits = runtime.settings.limits
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
-        raise ApiError(413, "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes")
+        raise DupdetectError(
+            "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413
+        )
     try:
         items = await read_items(request.headers.get("content-type", ""), request.stream(), limits)
         return await work(items)
-    except IntakeError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
     except NoValidImages as exc:
-        raise ApiError(
-            422, "no_valid_images", "none of the images could be used", [_item(o) for o in exc.outcomes]
+        raise DupdetectError(
+            "no_valid_images", "none of the images could be used", details=[_item(o) for o in exc.outcomes], status=422
         ) from exc
     except Overloaded as exc:
-        raise ApiError(
-            503, "overloaded", f"{exc}; retry in {exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)}
+        raise DupdetectError(
+            "overloaded", f"{exc}; retry in {exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)}, status=503
         ) from exc
 
 
-def _not_found(kind: str, key: uuid.UUID) -> ApiError:
-    return ApiError(404, f"{kind}_not_found", f"no {kind} with id {key}")
+def _not_found(kind: str, key: uuid.UUID) -> DupdetectError:
+    return DupdetectError(f"{kind}_not_found", f"no {kind} with id {key}", status=404)
 
 
 class ImagesController(Controller):

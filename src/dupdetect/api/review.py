@@ -18,8 +18,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
-from dupdetect.api.errors import ApiError, error_responses
+from dupdetect.api.errors import error_responses
 from dupdetect.duplicates import Rules, undo_not_duplicate
+from dupdetect.errors import DupdetectError
 from dupdetect.runtime import Runtime
 from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
 
@@ -143,7 +144,7 @@ class ReviewController(Controller):
     async def thumbnail(self, image_id: FromPath[uuid.UUID], store: NamedDependency[VectorStore]) -> Response[bytes]:
         data = await store.thumbnail(image_id)
         if data is None:
-            raise ApiError(404, "thumbnail_not_found", f"no thumbnail for image {image_id}")
+            raise DupdetectError("thumbnail_not_found", f"no thumbnail for image {image_id}", status=404)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
     @get(
@@ -185,9 +186,9 @@ class ReviewController(Controller):
     async def not_duplicate(self, data: JSONBody[NotDuplicate], store: NamedDependency[VectorStore]) -> NotDuplicate:
         a, b = data.image_ids
         if a == b:
-            raise ApiError(400, "same_image", "an image is always a duplicate of itself")
+            raise DupdetectError("same_image", "an image is always a duplicate of itself", status=400)
         if not await store.mark_not_duplicate(a, b):
-            raise ApiError(404, "image_not_found", "one of the images does not exist")
+            raise DupdetectError("image_not_found", "one of the images does not exist", status=404)
         return data
 
     @post(
@@ -227,4 +228,4 @@ class ReviewController(Controller):
     ) -> None:
         rules = Rules.from_settings(runtime.settings.duplicates)
         if not await undo_not_duplicate(store, a, b, model=runtime.pipeline.model_name, rules=rules):
-            raise ApiError(404, "decision_not_found", f"no not-a-duplicate decision for {a} and {b}")
+            raise DupdetectError("decision_not_found", f"no not-a-duplicate decision for {a} and {b}", status=404)

@@ -16,52 +16,48 @@ import numpy as np
 Kind = Literal["exact", "near_exact", "near"]
 
 
-class NewImage(msgspec.Struct, frozen=True, kw_only=True):
-    """An embedded image about to be stored."""
+class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What is known of an image whether it is about to be stored or stored already."""
 
     id: uuid.UUID
     position: int
+    """Its place in the request that brought it."""
     filename: str | None
     url: str | None
     byte_size: int
     width: int
     height: int
+    """Of the original, after EXIF orientation."""
     format: str
     sha256: str
     phash: int | None
-    thumbnail: bytes | None
-    vector: np.ndarray
-    keypoints: bytes | None = None
-    """Packed local features (:mod:`dupdetect.geometry`) for geometric verification."""
-    taken_at: datetime | None = None
-    camera_make: str | None = None
-    camera_model: str | None = None
-
-    def stored(self, request_id: uuid.UUID, model: str, created_at: datetime) -> StoredImage:
-        """How the image reads back once stored."""
-        fields = {name: getattr(self, name) for name in StoredImage.__struct_fields__ if hasattr(self, name)}
-        return StoredImage(**fields, request_id=request_id, model=model, created_at=created_at)
-
-
-class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
-    id: uuid.UUID
-    request_id: uuid.UUID
-    position: int
-    filename: str | None
-    url: str | None
-    byte_size: int
-    width: int
-    height: int
-    format: str
-    sha256: str
-    phash: int | None
-    """64-bit perceptual hash; None for images stored before the near-exact tier existed."""
-    model: str
-    created_at: datetime
+    """64-bit perceptual hash; None when the image has too little detail for one (and for
+    images stored before the near-exact tier existed)."""
     taken_at: datetime | None = None
     """When the photo was taken (EXIF, the camera's local time)."""
     camera_make: str | None = None
     camera_model: str | None = None
+
+
+class NewImage(ImageFacts, frozen=True, kw_only=True):
+    """An embedded image about to be stored."""
+
+    thumbnail: bytes | None
+    vector: np.ndarray
+    keypoints: bytes | None = None
+    """Packed local features (:mod:`dupdetect.geometry`) for geometric verification."""
+
+    def stored(self, request_id: uuid.UUID, model: str, created_at: datetime) -> StoredImage:
+        """How the image reads back once stored."""
+        facts = {name: getattr(self, name) for name in ImageFacts.__struct_fields__}
+        return StoredImage(**facts, request_id=request_id, model=model, created_at=created_at)
+
+
+class StoredImage(ImageFacts, frozen=True, kw_only=True):
+    request_id: uuid.UUID
+    model: str
+    """The descriptor its vector comes from."""
+    created_at: datetime
 
 
 Mark = Literal["keep", "trash"]
