@@ -115,8 +115,7 @@ def _content(rgb: Image.Image, drawn: tuple[int, int, int, int] | None) -> Image
     padding added or removed changes nothing."""
     if drawn is not None:
         return rgb.crop(drawn)
-    small = rgb.copy()
-    small.thumbnail((256, 256), Image.Resampling.BILINEAR)
+    small = rgb.reduce(max(1, max(rgb.size) // 128))  # box-averaged, ~128 px: borders survive
     pixels = np.asarray(small, dtype=np.int16)
     corners = np.stack([pixels[0, 0], pixels[0, -1], pixels[-1, 0], pixels[-1, -1]])
     border = np.median(corners, axis=0)
@@ -160,6 +159,13 @@ def _camera(exif: Image.Exif) -> dict[str, Any]:
     return {"taken_at": taken_at, "camera_make": _exif_text(exif.get(0x010F)), "camera_model": _exif_text(exif.get(0x0110))}
 
 
+def _draft_box(full: tuple[int, int], size: int) -> tuple[int, int]:
+    """The smallest box JPEG draft may decode to: the longer side still covers the keypoints'
+    image, the shorter one the model input."""
+    scale = min(1.0, max(geometry.SIDE / max(full), size / max(1, min(full))))
+    return max(1, round(full[0] * scale)), max(1, round(full[1] * scale))
+
+
 def _decode_cost(image: Image.Image) -> int:
     """Bytes decoding will allocate: the decoded raster plus its RGB copy."""
     width, height = image.size
@@ -196,9 +202,10 @@ def decode(
             if orientation in _ORIENTATION_SWAPS:
                 width, height = height, width
             if image.format == "JPEG":
-                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input:
-                # most of a large photo's decode time is spent on pixels we would throw away.
-                image.draft("RGB", (size, size))
+                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input and the
+                # keypoints' image: most of a large photo's decode time is spent on pixels we
+                # would throw away.
+                image.draft("RGB", _draft_box(image.size, size))
             cost = _decode_cost(image)  # after draft: what decoding this image really allocates
             if max_decode_bytes is not None and cost > max_decode_bytes:
                 raise DecodeError(

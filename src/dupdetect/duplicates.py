@@ -42,6 +42,10 @@ WEAK_DESCRIPTOR_POINTS = 40
 """Below :data:`WEAK_DESCRIPTOR` similarity the descriptors barely agree, so the geometry must
 carry the pair alone with this many points (bench/quality.py: unrelated images reach 23 at
 0.48–0.57; rotated copies keep 100 and more)."""
+MAX_CHECKS = 12
+"""Geometric checks per image at most (about 0.6 ms each): an image without duplicates in a
+large collection has many candidates above the similarity floor, and a copy, when there is one,
+is nearly always among the most similar."""
 TRUSTED_BITS = 2
 """A hash match this close (and at ``Rules.trusted`` similarity) skips the geometric check:
 different pages of text reach similarity 0.98 but stay 8 bits apart or more."""
@@ -117,12 +121,19 @@ def _propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> lis
 
 
 def _decide(query: Query, proposals: list[_Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
-    """The geometric stage: at most ``rules.top_k`` matches, checking no more pairs than needed."""
+    """The geometric stage: at most ``rules.top_k`` matches, and at most :data:`MAX_CHECKS`
+    geometric checks, most likely first (hash matches, then by similarity)."""
     found: list[Match] = []
+    checks = 0
     for proposal in proposals:
         if len(found) >= rules.top_k:
             break
-        match = _verified(query, proposal, keypoints.get(proposal.image.id), rules)
+        theirs = keypoints.get(proposal.image.id)
+        if proposal.settled is None and query.keypoints is not None and theirs is not None:
+            if checks == MAX_CHECKS:
+                continue
+            checks += 1
+        match = _verified(query, proposal, theirs, rules)
         if match is not None:
             found.append(match)
     return sorted(found, key=_rank)
