@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=0, help="0: one per core (the default)")
     parser.add_argument("--batch-size", type=int, default=ModelSettings().batch_size)
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the service; 0: one per core")
+    parser.add_argument("--no-geometric-check", action="store_true", help="DUPDETECT_GEOMETRIC_CHECK=false")
     args = parser.parse_args()
     photos = mixed_set(64)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
@@ -94,6 +95,7 @@ def main() -> None:
                 DUPDETECT_MODEL=model, DUPDETECT_DATA_DIR=str(Path(tmp) / model), DUPDETECT_LOG_LEVEL="warning",
                 DUPDETECT_DECODE_WORKERS=str(args.decode_workers), DUPDETECT_BATCH_SIZE=str(args.batch_size),
                 DUPDETECT_THREADS=str(args.threads), DUPDETECT_RATE_LIMIT="0",  # one address, many clients
+                DUPDETECT_GEOMETRIC_CHECK=str(not args.no_geometric_check).lower(),
                 **({"DUPDETECT_WEIGHTS_FILE": str(weights)} if weights else {}),
             )
             proc = start_serve(env, port)

@@ -51,8 +51,9 @@ class DecodedImage:
     phash: int | None
     """64-bit perceptual hash of the content (the near-exact tier); None when the image has
     too little detail for one (flat, gradient, mostly empty)."""
-    keypoints: bytes
-    """Packed local features of the content (geometric verification, :mod:`dupdetect.geometry`)."""
+    keypoints: bytes | None
+    """Packed local features of the content (geometric verification, :mod:`dupdetect.geometry`);
+    None when not asked for."""
     thumbnail: bytes | None
     """A small JPEG of the whole image, for review pages."""
     format: str
@@ -159,10 +160,10 @@ def _camera(exif: Image.Exif) -> dict[str, Any]:
     return {"taken_at": taken_at, "camera_make": _exif_text(exif.get(0x010F)), "camera_model": _exif_text(exif.get(0x0110))}
 
 
-def _draft_box(full: tuple[int, int], size: int) -> tuple[int, int]:
-    """The smallest box JPEG draft may decode to: the longer side still covers the keypoints'
-    image, the shorter one the model input."""
-    scale = min(1.0, max(geometry.SIDE / max(full), size / max(1, min(full))))
+def _draft_box(full: tuple[int, int], size: int, keypoints: bool) -> tuple[int, int]:
+    """The smallest box JPEG draft may decode to: the shorter side still covers the model
+    input, and the longer one the keypoints' image when there are keypoints to find."""
+    scale = min(1.0, max(geometry.SIDE / max(full) if keypoints else 0.0, size / max(1, min(full))))
     return max(1, round(full[0] * scale)), max(1, round(full[1] * scale))
 
 
@@ -174,7 +175,8 @@ def _decode_cost(image: Image.Image) -> int:
 
 
 def decode(
-    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None, thumbnail: int = 0
+    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None, thumbnail: int = 0,
+    keypoints: bool = True,
 ) -> DecodedImage:
     """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a worker.
     ``max_decode_bytes``: refuse images whose decoding would allocate more (see _decode_cost)."""
@@ -205,7 +207,7 @@ def decode(
                 # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input and the
                 # keypoints' image: most of a large photo's decode time is spent on pixels we
                 # would throw away.
-                image.draft("RGB", _draft_box(image.size, size))
+                image.draft("RGB", _draft_box(image.size, size, keypoints))
             cost = _decode_cost(image)  # after draft: what decoding this image really allocates
             if max_decode_bytes is not None and cost > max_decode_bytes:
                 raise DecodeError(
@@ -230,7 +232,7 @@ def decode(
         byte_size=len(data),
         pixels=np.asarray(resized),
         phash=phash(content),
-        keypoints=geometry.extract(content),
+        keypoints=geometry.extract(content) if keypoints else None,
         thumbnail=_thumbnail(rgb, thumbnail),
         format=kind,
         width=width,

@@ -43,6 +43,7 @@ class EmbeddingPipeline:
         self._decode = functools.partial(
             decode, size=self.embedder.image_size, max_pixels=settings.limits.max_pixels,
             max_decode_bytes=settings.limits.max_decode_bytes, thumbnail=model.thumbnail_size,
+            keypoints=settings.duplicates.geometric_check,
         )
         self.decode_workers = model.decode_workers or os.cpu_count() or 1
         self._decoders = self._new_decoders()

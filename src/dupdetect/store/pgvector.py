@@ -448,7 +448,7 @@ class PgVectorStore:
         return [_image(row) for row in rows]
 
     async def replace_embedding(
-        self, image_id: uuid.UUID, vector: np.ndarray, phash: int | None, keypoints: bytes, *, model: str
+        self, image_id: uuid.UUID, vector: np.ndarray, phash: int | None, keypoints: bytes | None, *, model: str
     ) -> None:
         """Swap in a vector of ``model`` (and the hash and keypoints of this version); its near
         pairs go (exact ones stay) until searched again."""
@@ -456,11 +456,9 @@ class PgVectorStore:
             await conn.execute(
                 "UPDATE images SET embedding = $2, model = $3, phash = $4 WHERE id = $1", image_id, vector, model, phash
             )
-            await conn.execute(
-                "INSERT INTO image_keypoints (image_id, keypoints) VALUES ($1, $2)"
-                " ON CONFLICT (image_id) DO UPDATE SET keypoints = excluded.keypoints",
-                image_id, keypoints,
-            )
+            await conn.execute("DELETE FROM image_keypoints WHERE image_id = $1", image_id)
+            if keypoints is not None:
+                await conn.execute("INSERT INTO image_keypoints (image_id, keypoints) VALUES ($1, $2)", image_id, keypoints)
             await conn.execute(
                 "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id
             )
