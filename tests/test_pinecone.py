@@ -12,15 +12,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from dupdetect.duplicates import Rules
 from dupdetect.settings import Settings, StoreSettings
 from dupdetect.store.base import NewImage
 from dupdetect.store.pinecone import PineconeStore
 from tests.conftest import fake_pinecone, serving
 from tests.fake_pinecone import FakeIndex
 from tests.photos import edited_copy, jpeg
-
-RULES = Rules(near=0.9, near_exact=8, top_k=10)
 
 
 def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +36,7 @@ def new_image(position: int, vector: np.ndarray) -> NewImage:
 async def resnet_sized_index() -> AsyncIterator[tuple[FakeIndex, PineconeStore]]:
     async with fake_pinecone(dimension=2048) as (index, url):
         settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
-        store = await PineconeStore.open(settings, dims=2048, model="m", rules=RULES)
+        store = await PineconeStore.open(settings, dims=2048, model="m")
         try:
             yield index, store
         finally:
@@ -64,7 +61,7 @@ async def test_wrong_dimension_is_refused_at_start(resnet_sized_index: tuple[Fak
     index, store = resnet_sized_index
     settings = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=store.index.host)
     with pytest.raises(Exception, match="2048 dimensions; the model makes 1280"):
-        await PineconeStore.open(settings, dims=1280, model="m", rules=RULES)
+        await PineconeStore.open(settings, dims=1280, model="m")
 
 
 async def test_the_stand_in_is_strict() -> None:

@@ -5,7 +5,9 @@ import asyncio
 import asyncpg
 
 from dupdetect import migrate
+from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.perceptual import BAND_MASK, BANDS, band_shift
+from dupdetect.store.pgvector import SUPPORTED_DIMS
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
@@ -31,7 +33,10 @@ async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
             assert f"(phash >> {band_shift(band)}) & ({BAND_MASK})::bigint" in definition
         assert not any(name.startswith("images_phash_band") for name in indexes)
         assert "UNIQUE INDEX" in indexes["duplicates_pair_key"]  # a pair is one row, either way round
-        for dims in (512, 1280, 2048):
+        hnsw = {int(name.split("_")[2]) for name in indexes if name.endswith("_hnsw_idx")}
+        assert hnsw == set(SUPPORTED_DIMS)  # the store's list is the migration's
+        assert {spec.dims for spec in BACKBONES.values()} <= hnsw  # every backbone has its index
+        for dims in SUPPORTED_DIMS:
             definition = indexes[f"images_embedding_{dims}_hnsw_idx"]
             assert "USING hnsw" in definition and f"halfvec({dims})" in definition
             assert "halfvec_cosine_ops" in definition

@@ -18,7 +18,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
-from dupdetect.api.auth import metrics_guard, provide_store, rate_limit_identity
+from dupdetect.api.auth import metrics_guard, provide_images, provide_store, rate_limit_identity
 from dupdetect.api.docs import OfflineDocs
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
@@ -81,6 +81,7 @@ class DupdetectPlugin(InitPluginProtocol):
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
         app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
         app_config.dependencies["store"] = Provide(provide_store)
+        app_config.dependencies["images"] = Provide(provide_images)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)
         app_config.openapi_config = OpenAPIConfig(

@@ -191,7 +191,6 @@ def _summary(line: str, label: str, problems: list[str]) -> int:
 
 
 def _reembed(settings: Settings, args: argparse.Namespace) -> int:
-    from dupdetect.duplicates import Rules
     from dupdetect.reembed import reembed
     from dupdetect.runtime import running
     from dupdetect.store.pgvector import PgVectorStore
@@ -211,7 +210,7 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
                 runtime.pipeline,
                 originals=args.originals,
                 fetcher=runtime.fetcher if args.fetch_urls else None,
-                rules=Rules.from_settings(settings.duplicates),
+                rules=runtime.images.rules(),
                 delete_missing=args.delete_missing,
             )
             return _summary(

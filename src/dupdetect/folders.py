@@ -20,7 +20,6 @@ import aiohttp
 import msgspec
 
 from dupdetect.decode import sniff_format
-from dupdetect.duplicates import Rules, settle_pending
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
@@ -201,13 +200,7 @@ async def ingest_folder_locally(
 async def find_pairs(runtime: Runtime, images: int) -> int:
     """The k-NN pass over every unsettled request: pairs found."""
     progress = Progress(images, "duplicates")
-    _, pairs = await settle_pending(
-        runtime.store,
-        model=runtime.pipeline.model_name,
-        rules=Rules.from_settings(runtime.settings.duplicates),
-        older_than_s=0,
-        progress=lambda done: progress.advance(done),
-    )
+    _, pairs = await runtime.images.settle_pending(older_than_s=0, progress=lambda done: progress.advance(done))
     return pairs
 
 

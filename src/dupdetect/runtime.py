@@ -14,13 +14,13 @@ import asyncpg
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
-from dupdetect.duplicates import Rules, settle_pending
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.errors import OperatorError
 from dupdetect.fetch import Fetcher
 from dupdetect.keys import KeyRegistry
 from dupdetect.observability import STORE_UP
+from dupdetect.service import ImageService
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
@@ -49,6 +49,8 @@ class Runtime:
     fetcher: Fetcher
     keys: KeyRegistry | None
     """None only with Pinecone and auth off (no database)."""
+    images: ImageService
+    """The rules over the whole store (the sweeper, the command line); the API scopes it."""
 
 
 async def _prepare_schema(dsn: str, settings: Settings) -> None:
@@ -107,8 +109,7 @@ async def _open_pinecone(
 
     try:
         store = await PineconeStore.open(
-            settings.store, dims=pipeline.dims, model=pipeline.model_name,
-            rules=Rules.from_settings(settings.duplicates),
+            settings.store, dims=pipeline.dims, model=pipeline.model_name
         )
     except ModelMismatch:
         raise
@@ -147,18 +148,18 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
         limits = settings.limits
         fetcher = Fetcher(settings.fetch, max_bytes=limits.max_image_bytes, max_request_bytes=limits.max_request_bytes)
         stack.push_async_callback(fetcher.close)
+        images = ImageService(store, pipeline, fetcher, settings.duplicates)
         if sweep:
-            rules = Rules.from_settings(settings.duplicates)
-            sweeper = asyncio.create_task(_settle_forever(store, pipeline.model_name, rules))
+            sweeper = asyncio.create_task(_settle_forever(images))
             stack.callback(sweeper.cancel)
         keys = KeyRegistry(pool) if pool is not None else None
-        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher, keys=keys)
+        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher, keys=keys, images=images)
 
 
-async def _settle_forever(store: VectorStore, model: str, rules: Rules) -> None:
+async def _settle_forever(images: ImageService) -> None:
     while True:
         try:
-            settled, _ = await settle_pending(store, model=model, rules=rules, older_than_s=SETTLE_EVERY_S / 2)
+            settled, _ = await images.settle_pending(older_than_s=SETTLE_EVERY_S / 2)
         except Exception:  # the database may be down for a moment; the next round tries again
             log.exception("settling unsettled requests failed")
         else:

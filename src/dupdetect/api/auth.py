@@ -12,6 +12,7 @@ from litestar.handlers import BaseRouteHandler
 
 from dupdetect.errors import DupdetectError
 from dupdetect.runtime import Runtime
+from dupdetect.service import ImageService
 from dupdetect.store.base import VectorStore
 
 
@@ -45,6 +46,11 @@ async def provide_store(request: Request[Any, Any, Any], runtime: NamedDependenc
     if not runtime.settings.server.auth_required:
         return runtime.store
     return runtime.store.scoped(await _collection(request, runtime))
+
+
+async def provide_images(store: NamedDependency[VectorStore], runtime: NamedDependency[Runtime]) -> ImageService:
+    """The image service over the caller's collection."""
+    return runtime.images.using(store)
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -12,7 +12,6 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from dupdetect import duplicates
 from dupdetect.api.errors import error_responses
 from dupdetect.api.schemas import (
     DuplicatesResponse,
@@ -29,9 +28,10 @@ from dupdetect.api.schemas import (
 )
 from dupdetect.embedding.worker import Overloaded
 from dupdetect.errors import DupdetectError
-from dupdetect.ingest import NoValidImages, Outcome, ingest, look_up
+from dupdetect.ingest import NoValidImages, Outcome
 from dupdetect.intake import Item, read_items
 from dupdetect.runtime import Runtime
+from dupdetect.service import ImageService
 from dupdetect.store.base import RequestNotFound, StoredImage, VectorStore
 
 Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$", description="hex SHA-256 of a file")]
@@ -115,13 +115,9 @@ class ImagesController(Controller):
         ),
     )
     async def add_images(
-        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], store: NamedDependency[VectorStore]
+        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], images: NamedDependency[ImageService]
     ) -> IngestResponse:
-        rules = duplicates.Rules.from_settings(runtime.settings.duplicates)
-        result = await _with_items(
-            request, runtime,
-            lambda items: ingest(items, pipeline=runtime.pipeline, store=store, fetcher=runtime.fetcher, rules=rules),
-        )
+        result = await _with_items(request, runtime, images.ingest)
         return IngestResponse(
             request_id=result.request_id, added=result.added, items=[_item(o) for o in result.outcomes]
         )
@@ -145,14 +141,12 @@ class ImagesController(Controller):
         self,
         request: Request[Any, Any, Any],
         runtime: NamedDependency[Runtime],
-        store: NamedDependency[VectorStore],
+        images: NamedDependency[ImageService],
         threshold: Threshold = None,
         limit: Limit = None,
     ) -> SearchResponse:
-        rules = duplicates.Rules.from_settings(runtime.settings.duplicates, near=threshold, top_k=limit)
         outcomes = await _with_items(
-            request, runtime,
-            lambda items: look_up(items, pipeline=runtime.pipeline, store=store, fetcher=runtime.fetcher, rules=rules),
+            request, runtime, lambda items: images.search(items, threshold=threshold, limit=limit)
         )
         found = sum(bool(o.duplicates) for o in outcomes)
         return SearchResponse(
@@ -184,19 +178,12 @@ class ImagesController(Controller):
     async def get_duplicates(
         self,
         request_id: FromPath[uuid.UUID],
-        runtime: NamedDependency[Runtime],
-        store: NamedDependency[VectorStore],
+        images: NamedDependency[ImageService],
         threshold: Threshold = None,
         limit: Limit = None,
     ) -> DuplicatesResponse:
         try:
-            found = await duplicates.for_request(
-                store,
-                request_id,
-                model=runtime.pipeline.model_name,
-                rules=duplicates.Rules.from_settings(runtime.settings.duplicates, near=threshold, top_k=limit),
-                live=threshold is not None,
-            )
+            found = await images.duplicates(request_id, threshold=threshold, limit=limit)
         except RequestNotFound as exc:
             raise _not_found("request", request_id) from exc
         with_duplicates = sum(bool(matches) for _, matches in found)

@@ -19,9 +19,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from dupdetect.api.errors import error_responses
-from dupdetect.duplicates import Rules, undo_not_duplicate
 from dupdetect.errors import DupdetectError
-from dupdetect.runtime import Runtime
+from dupdetect.service import ImageService
 from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
 
 NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
@@ -154,12 +153,12 @@ class ReviewController(Controller):
     )
     async def groups(
         self,
-        store: NamedDependency[VectorStore],
+        images: NamedDependency[ImageService],
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
     ) -> GroupsPage:
-        groups = await store.groups()
+        groups = await images.groups()
         pages = []
         for group in groups[(page - 1) * page_size : page * page_size]:
             listed = group.members[:max_size]
@@ -223,9 +222,7 @@ class ReviewController(Controller):
         responses=error_responses((400, "Malformed image id"), (404, "No such decision"), NOT_SUPPORTED),
     )
     async def undo_not_duplicate(
-        self, a: FromPath[uuid.UUID], b: FromPath[uuid.UUID], runtime: NamedDependency[Runtime],
-        store: NamedDependency[VectorStore],
+        self, a: FromPath[uuid.UUID], b: FromPath[uuid.UUID], images: NamedDependency[ImageService]
     ) -> None:
-        rules = Rules.from_settings(runtime.settings.duplicates)
-        if not await undo_not_duplicate(store, a, b, model=runtime.pipeline.model_name, rules=rules):
+        if not await images.undo_not_duplicate(a, b):
             raise DupdetectError("decision_not_found", f"no not-a-duplicate decision for {a} and {b}", status=404)

@@ -172,6 +172,9 @@ class VectorStore(Protocol):
     """A repository: it searches and writes. What counts as a duplicate is decided by
     :mod:`dupdetect.duplicates`, the same for every store."""
 
+    records_pairs: bool
+    """Whether pairs found at ingest are kept (pgvector); if not, reads search live."""
+
     def scoped(self, collection: str) -> VectorStore:
         """The same store, seeing and writing one collection only (ids from others are unknown)."""
 

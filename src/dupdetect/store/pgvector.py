@@ -48,7 +48,8 @@ CONNECTION_LOST: tuple[type[Exception], ...] = (
 """The database is away: a 503 for the caller, never a 500."""
 
 SUPPORTED_DIMS = (512, 1280, 2048)
-"""One partial HNSW index per size (migration 0001)."""
+"""One partial HNSW index per size (migration 0001; tests/test_schema.py checks both against
+pg_indexes and every backbone's size against this)."""
 HNSW_OPTIONS = "m = 16, ef_construction = 64"
 """pgvector's defaults, as migration 0001 built the indexes; chosen by bench/store.py (README,
 "Performance and scale"): at 100k rows ef_construction 32 ingests 15 % faster but its graph
@@ -125,6 +126,7 @@ def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Cand
 
 
 class PgVectorStore:
+    records_pairs = True
     def __init__(self, pool: asyncpg.Pool, *, dims: int, collection: str = DEFAULT_COLLECTION) -> None:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
 
-from dupdetect.duplicates import Rules, for_request
 from dupdetect.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
@@ -125,20 +124,20 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
-    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str, rules: Rules) -> None:
+    records_pairs = False
+    """Nothing is recorded in Pinecone: the service searches live instead."""
+
+    def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str) -> None:
         self.index = index
         self.base_namespace = self.namespace = namespace
         self.model = model
-        self.rules = rules
-        """The model and the default rules, for GET /duplicates without a threshold (nothing
-        is recorded, so it searches live)."""
         # JSON floats are ~10 bytes each; leave room for metadata and the envelope.
         self.batch_size = max(1, min(1000, MAX_UPSERT_BYTES // 2 // (dims * 12 + 1024)))
         self._probe = np.zeros(dims, dtype=np.float32)
         self._probe[0] = 1.0  # Pinecone rejects all-zero query vectors: metadata lookups use this
 
     @classmethod
-    async def open(cls, settings: StoreSettings, *, dims: int, model: str, rules: Rules) -> PineconeStore:
+    async def open(cls, settings: StoreSettings, *, dims: int, model: str) -> PineconeStore:
         assert settings.pinecone_api_key
         if settings.pinecone_host:
             index = AsyncIndex(host=settings.pinecone_host, api_key=settings.pinecone_api_key)
@@ -156,7 +155,7 @@ class PineconeStore:
             if not host:
                 raise ConnectionError(f"Pinecone reports no host for index {settings.pinecone_index}")
             index = AsyncIndex(host=host, api_key=settings.pinecone_api_key)
-        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, model=model, rules=rules)
+        store = cls(index, dims=dims, namespace=settings.pinecone_namespace, model=model)
         stats = await index.describe_index_stats()
         if stats.dimension is not None and stats.dimension != dims:
             await index.close()
@@ -299,8 +298,7 @@ class PineconeStore:
         )
 
     async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
-        """Nothing is recorded in Pinecone: a live search at the default threshold instead."""
-        return await for_request(self, request_id, model=self.model, rules=self.rules, live=True)
+        raise Unsupported("Pinecone records no pairs (records_pairs is False: search live)")
 
     async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """Keypoints (17 kB an image) are not kept in Pinecone's 40 kB of metadata: its pairs are
