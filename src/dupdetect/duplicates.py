@@ -10,9 +10,10 @@ module decides, in two stages:
    least ``Rules.near_exact_floor``) at ``Rules.trusted`` or above is ``near_exact`` at once.
 2. Geometric verification (:mod:`dupdetect.geometry`) of everything else: the pair is kept when
    one homography maps enough keypoints of one image onto the other (``matched_points``), as
-   ``near_exact`` if the hashes matched, else ``near``. Images too plain for keypoints pair
-   only on a hash match; pairs whose keypoints are not stored (Pinecone, older rows) fall back
-   to the descriptor alone at ``Rules.unverified``.
+   ``near_exact`` if the hashes matched, else ``near``. Images too plain for keypoints, or more
+   than 3× smaller than the other (beyond ORB's scale range), pair only on a hash match; pairs
+   whose keypoints are not stored (Pinecone, older rows) fall back to the descriptor alone at
+   ``Rules.unverified``.
 
 A pair is reported once, as its strongest kind. Pairs are symmetric: if B duplicates A, A
 duplicates B.
@@ -43,9 +44,10 @@ WEAK_DESCRIPTOR_POINTS = 40
 carry the pair alone with this many points (bench/quality.py: unrelated images reach 23 at
 0.48–0.57; rotated copies keep 100 and more)."""
 MAX_CHECKS = 12
-"""Geometric checks per image at most (about 0.6 ms each): an image without duplicates in a
-large collection has many candidates above the similarity floor, and a copy, when there is one,
-is nearly always among the most similar."""
+"""Failed geometric checks per image at most (about 0.6 ms each): an image without duplicates
+in a large collection has many candidates above the similarity floor, and a copy, when there is
+one, is nearly always among the most similar. Checks that confirm a pair do not count (a
+request of many copies of one photo checks them all)."""
 TRUSTED_BITS = 2
 """A hash match this close (and at ``Rules.trusted`` similarity) skips the geometric check:
 different pages of text reach similarity 0.98 but stay 8 bits apart or more."""
@@ -121,21 +123,22 @@ def _propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> lis
 
 
 def _decide(query: Query, proposals: list[_Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
-    """The geometric stage: at most ``rules.top_k`` matches, and at most :data:`MAX_CHECKS`
-    geometric checks, most likely first (hash matches, then by similarity)."""
+    """The geometric stage: at most ``rules.top_k`` matches, checking the most likely first
+    (hash matches, then by similarity) and giving up after :data:`MAX_CHECKS` checks that fail."""
     found: list[Match] = []
-    checks = 0
+    failed = 0
     for proposal in proposals:
         if len(found) >= rules.top_k:
             break
         theirs = keypoints.get(proposal.image.id)
-        if proposal.settled is None and query.keypoints is not None and theirs is not None:
-            if checks == MAX_CHECKS:
-                continue
-            checks += 1
+        checked = proposal.settled is None and query.keypoints is not None and theirs is not None
+        if checked and failed == MAX_CHECKS:
+            continue
         match = _verified(query, proposal, theirs, rules)
         if match is not None:
             found.append(match)
+        elif checked:
+            failed += 1
     return sorted(found, key=_rank)
 
 
@@ -151,7 +154,7 @@ def _verified(query: Query, proposal: _Proposal, theirs: bytes | None, rules: Ru
     needed = geometry.MIN_INLIERS if proposal.similarity >= WEAK_DESCRIPTOR else WEAK_DESCRIPTOR_POINTS
     if verdict == "confirmed" and points >= needed:
         return Match(image=proposal.image, similarity=proposal.similarity, kind=tier, matched_points=points)
-    if verdict == "textureless" and proposal.hash_match:
+    if verdict in ("textureless", "out_of_scale") and proposal.hash_match:
         return Match(image=proposal.image, similarity=proposal.similarity, kind="near_exact")
     return None
 

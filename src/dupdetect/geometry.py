@@ -38,9 +38,13 @@ RATIO = 0.8
 """Lowe's ratio test: a match must be clearly better than the second best."""
 _PATCH = 32  # ORB's patch: smaller images have no keypoints (and its pyramid would fail)
 _SCALE = 16  # keypoint coordinates are stored as uint16 sixteenths of a pixel
-_VERSION = 1
+_VERSION = 2
+MAX_SCALE = 3.0
+"""ORB's pyramid (8 levels × 1.2) spans 3.6×: an image more than 3× smaller than the other (a
+thumbnail of a few hundred pixels against a 512-px one) cannot be matched; such pairs are left
+to the hash and the descriptor, like images without texture."""
 
-Verdict = Literal["confirmed", "refuted", "textureless"]
+Verdict = Literal["confirmed", "refuted", "textureless", "out_of_scale"]
 
 cv2.setNumThreads(1)  # called from decode workers and the event loop's executor, one pair at a time
 
@@ -66,7 +70,7 @@ def extract(image: Image.Image) -> bytes:
     """The packed keypoints of ``image`` and of its mirror image (stored per image)."""
     grey = image.convert("L")
     grey.thumbnail((SIDE, SIDE), Image.Resampling.BILINEAR)
-    out = [struct.pack("<B", _VERSION)]
+    out = [struct.pack("<BHH", _VERSION, *grey.size)]
     for view in (grey, ImageOps.mirror(grey)):
         points = _orb(np.asarray(view))
         coords = np.clip(np.round(points.points * _SCALE), 0, 65535).astype("<u2")
@@ -74,11 +78,12 @@ def extract(image: Image.Image) -> bytes:
     return b"".join(out)
 
 
-def unpack(blob: bytes) -> tuple[Keypoints, Keypoints]:
-    """(keypoints of the image, keypoints of its mirror image)."""
-    if blob[0] != _VERSION:
-        raise ValueError(f"unknown keypoint format {blob[0]}")
-    offset, views = 1, []
+def unpack(blob: bytes) -> tuple[Keypoints, Keypoints, int]:
+    """(keypoints of the image, keypoints of its mirror image, the longer side they were found on)."""
+    version, width, height = struct.unpack_from("<BHH", blob)
+    if version != _VERSION:
+        raise ValueError(f"unknown keypoint format {version}")
+    offset, views = 5, []
     for _ in range(2):
         (n,) = struct.unpack_from("<H", blob, offset)
         offset += 2
@@ -87,7 +92,7 @@ def unpack(blob: bytes) -> tuple[Keypoints, Keypoints]:
         descriptors = np.frombuffer(blob, np.uint8, 32 * n, offset).reshape(n, 32)
         offset += 32 * n
         views.append(Keypoints(coords, descriptors))
-    return views[0], views[1]
+    return views[0], views[1], max(width, height)
 
 
 def inliers(a: Keypoints, b: Keypoints) -> int:
@@ -115,10 +120,12 @@ def inliers(a: Keypoints, b: Keypoints) -> int:
 def verify(a: bytes, b: bytes) -> tuple[Verdict, int]:
     """Whether ``b`` is a geometric copy of ``a`` (or of its mirror image), and how many
     keypoints agree."""
-    a_view, a_mirror = unpack(a)
-    b_view, _ = unpack(b)
+    a_view, a_mirror, a_side = unpack(a)
+    b_view, _, b_side = unpack(b)
     if min(len(a_view.points), len(b_view.points)) < MIN_KEYPOINTS:
         return "textureless", 0
+    if max(a_side, b_side) > MAX_SCALE * max(1, min(a_side, b_side)):
+        return "out_of_scale", 0
     count = inliers(a_view, b_view)
     if count < MIN_INLIERS and len(a_mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
         count = max(count, inliers(a_mirror, b_view))
