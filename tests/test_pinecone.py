@@ -106,12 +106,17 @@ async def test_real_pinecone_end_to_end(settings: Settings) -> None:
             assert resp.status == 204
 
 
-async def test_review_features_that_need_sql_say_so(settings: Settings) -> None:
+async def test_routes_that_need_recorded_pairs_are_not_offered(settings: Settings) -> None:
+    """Pinecone keeps no pairs or decisions: groups, decisions and marks are not routes at all."""
     async with fake_pinecone(dimension=1280) as (index, url):
         store = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
         async with serving(msgspec.structs.replace(settings, store=store)) as base_url, aiohttp.ClientSession() as http:
-            async with http.get(f"{base_url}/groups") as resp:
-                assert (resp.status, (await resp.json())["error"]["code"]) == (501, "not_supported")
-            ids = [str(uuid.uuid4()), str(uuid.uuid4())]
-            async with http.post(f"{base_url}/not-duplicates", json={"image_ids": ids}) as resp:
-                assert resp.status == 501
+            for method, path in (("GET", "/groups"), ("POST", "/not-duplicates"), ("GET", "/marks")):
+                async with http.request(method, f"{base_url}{path}", json={"image_ids": []}) as resp:
+                    assert resp.status in (404, 405), (method, path)  # unknown path, or path without that method
+            async with http.get(f"{base_url}/schema/openapi.json") as resp:
+                paths = (await resp.json())["paths"]
+            assert "/groups" not in paths and "/marks" not in paths and "/images" in paths
+    async with serving(settings) as base_url, aiohttp.ClientSession() as http, \
+            http.get(f"{base_url}/schema/openapi.json") as resp:
+        assert "/groups" in (await resp.json())["paths"]  # pgvector offers them

@@ -23,7 +23,7 @@ from dupdetect.api.docs import OfflineDocs
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
 from dupdetect.api.images import ImagesController
-from dupdetect.api.review import ReviewController
+from dupdetect.api.review import DecisionsController, ReviewController
 from dupdetect.api.shutdown import cut_off_answers
 from dupdetect.api.trust import trusted_requests
 from dupdetect.observability import request_ids
@@ -68,6 +68,8 @@ class DupdetectPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         prometheus = PrometheusConfig(app_name="dupdetect", prefix="dupdetect_http", group_path=True)
         app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, MetricsController])
+        if self.settings.store.store == "pgvector":  # the store that keeps pairs and decisions
+            app_config.route_handlers.append(DecisionsController)
         app_config.middleware[:0] = [
             request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
         ]

@@ -294,7 +294,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
         )
         async with running(scratch, sweep=False) as runtime:
             await ingest_folder_locally(args.folder, runtime, batch=args.batch, report=report)
-            groups = await scan_groups(runtime.store)
+            groups = await scan_groups(runtime.images.review())  # a scan always runs on pgvector
         args.report.write_text(report_html(args.folder, groups), encoding="utf-8")
         if args.json is not None:
             args.json.write_bytes(scan_json(args.folder, groups, report))

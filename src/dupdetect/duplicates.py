@@ -33,7 +33,7 @@ import numpy as np
 from dupdetect import geometry
 from dupdetect.perceptual import hamming
 from dupdetect.settings import DuplicateSettings
-from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, StoredImage, VectorStore
+from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, ReviewStore, StoredImage, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -302,10 +302,11 @@ async def for_request(
 ) -> list[tuple[StoredImage, list[Match]]]:
     """Per image of the request, in upload order, its duplicates in both directions.
 
-    Not ``live``: the pairs recorded at ingest. ``live``: a search with ``rules``, so a looser
-    threshold than the ingest default still finds everything. Raises RequestNotFound.
+    Not ``live``: the pairs recorded at ingest, where the store keeps them. ``live`` (or a store
+    that records none): a search with ``rules``, so a looser threshold than the ingest default
+    still finds everything. Raises RequestNotFound.
     """
-    if not live:
+    if not live and isinstance(store, ReviewStore):
         return [(image, matches[: rules.top_k]) for image, matches in await store.recorded_duplicates(request_id)]
     stored = await store.request_images(request_id)
     found = await _search_stored(store, stored, model=model, rules=rules)
@@ -319,7 +320,7 @@ async def search_again(store: VectorStore, image: StoredImage, vector: np.ndarra
 
 
 async def undo_not_duplicate(
-    store: VectorStore, a: uuid.UUID, b: uuid.UUID, *, model: str, rules: Rules
+    store: ReviewStore, a: uuid.UUID, b: uuid.UUID, *, model: str, rules: Rules
 ) -> bool:
     """Withdraw a person's decision and search the first image again, so the pair (and any
     other it had) is recorded as the rules find it. False if there was no such decision."""

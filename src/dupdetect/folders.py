@@ -23,7 +23,7 @@ from dupdetect.decode import sniff_format
 from dupdetect.ingest import NoValidImages, prepare
 from dupdetect.intake import Item
 from dupdetect.runtime import Runtime
-from dupdetect.store.base import DEFAULT_COLLECTION, Pair, StoredImage, VectorStore
+from dupdetect.store.base import DEFAULT_COLLECTION, Pair, ReviewStore, StoredImage, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
 
 
@@ -214,7 +214,7 @@ class ScanGroup:
     thumbnails: dict[uuid.UUID, bytes | None]
 
 
-async def scan_groups(store: VectorStore) -> list[ScanGroup]:
+async def scan_groups(store: ReviewStore) -> list[ScanGroup]:
     found = []
     for group in await store.groups():
         members = [m.image for m in group.members]

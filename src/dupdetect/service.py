@@ -16,7 +16,7 @@ from dupdetect.duplicates import Rules
 from dupdetect.ingest import IngestResult, Outcome, ingest, look_up
 from dupdetect.intake import Item
 from dupdetect.settings import DuplicateSettings
-from dupdetect.store.base import DuplicateGroup, Match, StoredImage, VectorStore
+from dupdetect.store.base import DuplicateGroup, Match, ReviewStore, StoredImage, VectorStore
 
 if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
     from dupdetect.embedding.pipeline import EmbeddingPipeline
@@ -65,15 +65,22 @@ class ImageService:
         """Per image of a request, its duplicates: as recorded, or searched again with a
         request's own threshold. Raises RequestNotFound."""
         rules = self.rules(threshold=threshold, limit=limit)
-        live = threshold is not None or not self.store.records_pairs
+        live = threshold is not None
         return await duplicates.for_request(self.store, request_id, model=self.model, rules=rules, live=live)
 
+    def review(self) -> ReviewStore:
+        """The store as one that keeps pairs and decisions; only such stores get the routes that
+        call this (api/review.DecisionsController)."""
+        if not isinstance(self.store, ReviewStore):
+            raise TypeError(f"{type(self.store).__name__} keeps no pairs or decisions")
+        return self.store
+
     async def groups(self) -> list[DuplicateGroup]:
-        return await self.store.groups()
+        return await self.review().groups()
 
     async def undo_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         """Withdraw a "not a duplicate" decision; the pair is searched for again."""
-        return await duplicates.undo_not_duplicate(self.store, a, b, model=self.model, rules=self.rules())
+        return await duplicates.undo_not_duplicate(self.review(), a, b, model=self.model, rules=self.rules())
 
     async def settle_pending(
         self, *, older_than_s: float, progress: Callable[[int], None] | None = None

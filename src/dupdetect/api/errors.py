@@ -15,7 +15,7 @@ from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResp
 
 from dupdetect.errors import DupdetectError
 from dupdetect.observability import STORE_UP
-from dupdetect.store.base import OutcomeUnknown, Unsupported
+from dupdetect.store.base import OutcomeUnknown
 from dupdetect.store.pgvector import CONNECTION_LOST
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,6 @@ def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Re
     )
 
 
-def handle_unsupported(_: Request[Any, Any, Any], exc: Unsupported) -> Response[ErrorResponse]:
-    return error_response(501, "not_supported", str(exc))
-
-
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     if isinstance(exc, ValidationException):
         problems = exc.extra if isinstance(exc.extra, list) else []
@@ -126,7 +122,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DupdetectError: handle_dupdetect_error,
     **{kind: handle_store_down for kind in CONNECTION_LOST},
     OutcomeUnknown: handle_outcome_unknown,
-    Unsupported: handle_unsupported,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

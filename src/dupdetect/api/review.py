@@ -14,16 +14,15 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, MediaType, Response, delete, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from dupdetect.api.errors import error_responses
 from dupdetect.errors import DupdetectError
 from dupdetect.service import ImageService
-from dupdetect.store.base import Kind, Mark, MarkedImage, StoredImage, VectorStore
+from dupdetect.store.base import Kind, Mark, MarkedImage, ReviewStore, StoredImage, VectorStore
 
-NOT_SUPPORTED = (501, "Not possible with the configured store (Pinecone)")
 PAGE = (resources.files("dupdetect") / "ui" / "index.html").read_text(encoding="utf-8")
 """The review page: one static file over this JSON API, no front-end build."""
 
@@ -146,10 +145,27 @@ class ReviewController(Controller):
             raise DupdetectError("thumbnail_not_found", f"no thumbnail for image {image_id}", status=404)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
+
+
+async def provide_review_store(store: NamedDependency[VectorStore]) -> ReviewStore:
+    """The caller's store as one that keeps pairs and decisions (the controller below is
+    registered only for such a store)."""
+    if not isinstance(store, ReviewStore):
+        raise TypeError(f"{type(store).__name__} keeps no pairs or decisions")
+    return store
+
+
+class DecisionsController(Controller):
+    """Groups, "not a duplicate" decisions and keep/trash marks: registered only when the store
+    keeps pairs and decisions (pgvector), so a Pinecone deployment does not offer them at all."""
+
+    tags = ("review",)
+    dependencies = {"review": Provide(provide_review_store)}  # noqa: RUF012 - Litestar's own attribute
+
     @get(
         "/groups",
         summary="Groups of duplicates across the collection, largest first",
-        responses=error_responses((400, "Malformed parameter"), NOT_SUPPORTED),
+        responses=error_responses((400, "Malformed parameter")),
     )
     async def groups(
         self,
@@ -179,14 +195,14 @@ class ReviewController(Controller):
         "/not-duplicates",
         summary="Mark two images as not duplicates; searches and groups leave the pair out",
         status_code=201,
-        responses=error_responses((400, "Not two different image ids"), (404, "No such image"), NOT_SUPPORTED),
+        responses=error_responses((400, "Not two different image ids"), (404, "No such image")),
         media_type=MediaType.JSON,
     )
-    async def not_duplicate(self, data: JSONBody[NotDuplicate], store: NamedDependency[VectorStore]) -> NotDuplicate:
+    async def not_duplicate(self, data: JSONBody[NotDuplicate], review: NamedDependency[ReviewStore]) -> NotDuplicate:
         a, b = data.image_ids
         if a == b:
             raise DupdetectError("same_image", "an image is always a duplicate of itself", status=400)
-        if not await store.mark_not_duplicate(a, b):
+        if not await review.mark_not_duplicate(a, b):
             raise DupdetectError("image_not_found", "one of the images does not exist", status=404)
         return data
 
@@ -194,23 +210,23 @@ class ReviewController(Controller):
         "/marks",
         summary="Mark images keep or trash (null clears), e.g. the copies of a duplicate group",
         status_code=200,
-        responses=error_responses((400, "Malformed body"), NOT_SUPPORTED),
+        responses=error_responses((400, "Malformed body")),
     )
-    async def set_marks(self, data: JSONBody[Marks], store: NamedDependency[VectorStore]) -> Marked:
-        return Marked(marked=await store.set_marks(data.image_ids, data.mark))
+    async def set_marks(self, data: JSONBody[Marks], review: NamedDependency[ReviewStore]) -> Marked:
+        return Marked(marked=await review.set_marks(data.image_ids, data.mark))
 
-    @get("/marks", summary="Export the keep/trash marks as JSON", responses=error_responses(NOT_SUPPORTED))
-    async def marks(self, store: NamedDependency[VectorStore]) -> list[MarkOut]:
-        return [_mark_out(marked) for marked in await store.marked_images()]
+    @get("/marks", summary="Export the keep/trash marks as JSON", responses=error_responses())
+    async def marks(self, review: NamedDependency[ReviewStore]) -> list[MarkOut]:
+        return [_mark_out(marked) for marked in await review.marked_images()]
 
     @get(
         "/marks.csv",
         summary="Export the keep/trash marks as CSV (for a spreadsheet or a clean-up script)",
         media_type="text/csv",
-        responses=error_responses(NOT_SUPPORTED),
+        responses=error_responses(),
     )
-    async def marks_csv(self, store: NamedDependency[VectorStore]) -> Response[str]:
-        rows = [_mark_out(marked) for marked in await store.marked_images()]
+    async def marks_csv(self, review: NamedDependency[ReviewStore]) -> Response[str]:
+        rows = [_mark_out(marked) for marked in await review.marked_images()]
         return Response(
             _csv(rows), media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="dupdetect-marks.csv"'},
@@ -219,7 +235,7 @@ class ReviewController(Controller):
     @delete(
         "/not-duplicates/{a:str}/{b:str}",
         summary="Undo a not-a-duplicate decision: the pair is searched again and recorded if it is one",
-        responses=error_responses((400, "Malformed image id"), (404, "No such decision"), NOT_SUPPORTED),
+        responses=error_responses((400, "Malformed image id"), (404, "No such decision")),
     )
     async def undo_not_duplicate(
         self, a: FromPath[uuid.UUID], b: FromPath[uuid.UUID], images: NamedDependency[ImageService]

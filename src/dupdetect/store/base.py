@@ -159,10 +159,6 @@ class OutcomeUnknown(RuntimeError):
         self.request_id = request_id
 
 
-class Unsupported(NotImplementedError):
-    """The configured store cannot do this (e.g. Pinecone has no groups)."""
-
-
 class ModelMismatch(RuntimeError):
     """Stored vectors come from another descriptor; the message says what to do."""
 
@@ -171,9 +167,6 @@ class ModelMismatch(RuntimeError):
 class VectorStore(Protocol):
     """A repository: it searches and writes. What counts as a duplicate is decided by
     :mod:`dupdetect.duplicates`, the same for every store."""
-
-    records_pairs: bool
-    """Whether pairs found at ingest are kept (pgvector); if not, reads search live."""
 
     def scoped(self, collection: str) -> VectorStore:
         """The same store, seeing and writing one collection only (ids from others are unknown)."""
@@ -206,10 +199,6 @@ class VectorStore(Protocol):
         """(collection, request) of every collection whose pairs may be incomplete (a crash
         after commit, a bulk load)."""
 
-    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
-        """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
-        Raises RequestNotFound."""
-
     async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """The stored local features of these images (those that have them)."""
 
@@ -232,24 +221,36 @@ class VectorStore(Protocol):
         """For each of these SHA-256s that is stored, the file names it is stored under
         (resumable folder ingests skip a file already stored under its name, not its copies)."""
 
-    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
-        """Record a person's decision; later searches and groups leave the pair out.
-        False if either image does not exist. May raise Unsupported."""
-
-    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
-        """Withdraw a decision; False if there was none. May raise Unsupported."""
-
-    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
-        """Mark images keep or trash (None clears); returns how many of them exist. May raise Unsupported."""
-
-    async def marked_images(self) -> list[MarkedImage]:
-        """Every marked image, oldest mark first. May raise Unsupported."""
-
-    async def groups(self) -> list[DuplicateGroup]:
-        """The collection's duplicate groups, largest first (the ``duplicate_groups`` view's
-        rule). May raise Unsupported."""
-
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]: ...
 
     async def ping(self) -> None:
         """Raise if the store cannot answer."""
+
+
+@runtime_checkable
+class ReviewStore(VectorStore, Protocol):
+    """A store that also keeps what was found and decided (pgvector): recorded pairs, groups,
+    people's decisions and marks. The API registers the routes that need them only for such a
+    store."""
+
+    def scoped(self, collection: str) -> ReviewStore: ...
+
+    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
+        """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
+        Raises RequestNotFound."""
+
+    async def groups(self) -> list[DuplicateGroup]:
+        """The collection's duplicate groups, largest first (the ``duplicate_groups`` view's rule)."""
+
+    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        """Record a person's decision; later searches and groups leave the pair out.
+        False if either image does not exist."""
+
+    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
+        """Withdraw a decision; False if there was none."""
+
+    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
+        """Mark images keep or trash (None clears); returns how many of them exist."""
+
+    async def marked_images(self) -> list[MarkedImage]:
+        """Every marked image, oldest mark first."""

@@ -126,7 +126,6 @@ def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Cand
 
 
 class PgVectorStore:
-    records_pairs = True
     def __init__(self, pool: asyncpg.Pool, *, dims: int, collection: str = DEFAULT_COLLECTION) -> None:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")

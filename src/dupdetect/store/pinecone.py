@@ -38,10 +38,6 @@ from dupdetect.store.base import (
     DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
-    DuplicateGroup,
-    Mark,
-    MarkedImage,
-    Match,
     ModelMismatch,
     NewImage,
     Pair,
@@ -49,7 +45,6 @@ from dupdetect.store.base import (
     RequestInfo,
     RequestNotFound,
     StoredImage,
-    Unsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -124,9 +119,6 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
-    records_pairs = False
-    """Nothing is recorded in Pinecone: the service searches live instead."""
-
     def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str) -> None:
         self.index = index
         self.base_namespace = self.namespace = namespace
@@ -297,9 +289,6 @@ class PineconeStore:
             added=int(meta["added"]),
         )
 
-    async def recorded_duplicates(self, request_id: uuid.UUID) -> list[tuple[StoredImage, list[Match]]]:
-        raise Unsupported("Pinecone records no pairs (records_pairs is False: search live)")
-
     async def keypoints(self, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
         """Keypoints (17 kB an image) are not kept in Pinecone's 40 kB of metadata: its pairs are
         judged on descriptor and hash alone (``DUPDETECT_UNVERIFIED_THRESHOLD``)."""
@@ -315,21 +304,6 @@ class PineconeStore:
         for image, _ in found:
             names.setdefault(image.sha256, set()).add(image.filename)
         return names
-
-    async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
-        raise Unsupported("not-a-duplicate decisions need the pgvector store")
-
-    async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
-        raise Unsupported("not-a-duplicate decisions need the pgvector store")
-
-    async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
-        raise Unsupported("keep/trash marks need the pgvector store")
-
-    async def marked_images(self) -> list[MarkedImage]:
-        raise Unsupported("keep/trash marks need the pgvector store")
-
-    async def groups(self) -> list[DuplicateGroup]:
-        raise Unsupported("duplicate groups need the pgvector store (Pinecone records no pairs)")
 
     async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
         found = await asyncio.gather(*(self._find(image_id) for image_id in ids))
