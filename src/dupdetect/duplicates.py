@@ -164,12 +164,24 @@ async def classify(
     known: Mapping[uuid.UUID, bytes] | None = None,
 ) -> list[list[Match]]:
     """Each query's candidates → its duplicates, strongest first, at most ``rules.top_k``.
-    ``known``: keypoints already at hand (images of the request being stored)."""
+    ``known``: keypoints already at hand (images of the request being stored). A stored query
+    (``exclude`` set) without keypoints gets its own from the store, in the same round trip as
+    its candidates'."""
     proposals = [_propose(query, candidates, rules) for query, candidates in zip(queries, found, strict=True)]
     keypoints = dict(known or {})
-    wanted = {p.image.id for ps in proposals for p in ps if p.settled is None and p.image.id not in keypoints}
-    if wanted:
-        keypoints.update(await store.keypoints(sorted(wanted)))
+    checkable = [q.keypoints is not None or q.exclude is not None for q in queries]
+    wanted = {q.exclude for q in queries if q.keypoints is None and q.exclude is not None} | {
+        p.image.id for ps, can in zip(proposals, checkable, strict=True) if can
+        for p in ps if p.settled is None
+    }
+    wanted -= keypoints.keys()
+    if not wanted:  # nothing to check geometrically: no store round trip, no thread
+        return [_decide(query, ps, keypoints, rules) for query, ps in zip(queries, proposals, strict=True)]
+    keypoints.update(await store.keypoints(sorted(i for i in wanted if i is not None)))
+    queries = [
+        msgspec.structs.replace(q, keypoints=keypoints.get(q.exclude)) if q.keypoints is None and q.exclude else q
+        for q in queries
+    ]
     return await asyncio.to_thread(
         lambda: [_decide(query, ps, keypoints, rules) for query, ps in zip(queries, proposals, strict=True)]
     )
@@ -269,13 +281,9 @@ async def _search_stored(
     comparable = [(image, vector) for image, vector in stored if image.model == model]
     if not comparable:
         return {}
-    keypoints = await store.keypoints([image.id for image, _ in comparable])
-    queries = [
-        Query(vector=vector, sha256=image.sha256, phash=image.phash, exclude=image.id, keypoints=keypoints.get(image.id))
-        for image, vector in comparable
-    ]
+    queries = [Query(vector=vector, sha256=image.sha256, phash=image.phash, exclude=image.id) for image, vector in comparable]
     search = await store.candidates(queries, model=model, k=rules.neighbours)
-    found = await classify(store, queries, search.found, rules, known=keypoints)
+    found = await classify(store, queries, search.found, rules)
     return {image.id: matches for (image, _), matches in zip(comparable, found, strict=True)}
 
 

@@ -326,11 +326,9 @@ class PgVectorStore:
                     for img in images
                 ],
             )
-            await conn.copy_records_to_table(
-                "image_keypoints",
-                columns=["image_id", "keypoints"],
-                records=[(img.id, img.keypoints) for img in images if img.keypoints is not None],
-            )
+            keypoints = [(img.id, img.keypoints) for img in images if img.keypoints is not None]
+            if keypoints:
+                await conn.copy_records_to_table("image_keypoints", columns=["image_id", "keypoints"], records=keypoints)
             if pairs:
                 await conn.copy_records_to_table(
                     "duplicates",
