@@ -108,7 +108,7 @@ def score(v: Verdicts, dataset: list[Copy], bursts: set[int], *, tier: str | Non
     return out
 
 
-async def _matches(found: list[list[Match]], ids: dict[object, int]) -> list[dict[int, str]]:
+def _matches(found: list[list[Match]], ids: dict[object, int]) -> list[dict[int, str]]:
     return [{ids[m.image.id]: m.kind for m in matches if m.image.id in ids} for matches in found]
 
 
@@ -151,7 +151,7 @@ async def ours(
                 found += await search(store, images[start : start + BATCH], model=pipeline.model_name, rules=at)
             if threshold == settings.duplicates.near_threshold:
                 timing["search + verify, ms per image"] = 1000 * (time.perf_counter() - started) / len(images)
-            verdicts[threshold] = Verdicts(f"dupdetect, similarity ≥ {threshold}", await _matches(found, ids), stored_pairs)
+            verdicts[threshold] = Verdicts(f"dupdetect, similarity ≥ {threshold}", _matches(found, ids), stored_pairs)
         await pool.close()
         await fetcher.close()
     finally:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
 
 class ImageService:
     def __init__(
-        self, store: VectorStore, pipeline: EmbeddingPipeline, fetcher: Fetcher | None, settings: DuplicateSettings
+        self, store: VectorStore, pipeline: EmbeddingPipeline, fetcher: Fetcher, settings: DuplicateSettings
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -50,12 +50,10 @@ class ImageService:
 
     async def ingest(self, items: list[Item]) -> IngestResult:
         """Store the usable items and their duplicates (POST /images)."""
-        assert self.fetcher is not None, "a service without a fetcher cannot take URLs"
         return await ingest(items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=self.rules())
 
     async def search(self, items: list[Item], *, threshold: float | None, limit: int | None) -> list[Outcome]:
         """Each item's duplicates among the stored images; nothing is stored (POST /search)."""
-        assert self.fetcher is not None, "a service without a fetcher cannot take URLs"
         rules = self.rules(threshold=threshold, limit=limit)
         return await look_up(items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=rules)
 
