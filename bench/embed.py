@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torchvision import models
 
-from dupdetect.decode import decode
+from dupdetect.embedding.decode import decode
 from dupdetect.embedding.model import Embedder, cpu_has_native_bf16
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import TORCHVISION_MODELS

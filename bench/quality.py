@@ -38,13 +38,13 @@ from bench.embed import nature_photos, skimage_photos, table, wallpapers  # noqa
 from bench.hard_negatives import Negative, hard_negatives  # noqa: E402
 from bench.transforms import EDITS, Edit  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.duplicates import Rules, search  # noqa: E402
 from dupdetect.embedding import weights  # noqa: E402
 from dupdetect.embedding.backbones import BACKBONES  # noqa: E402
 from dupdetect.embedding.pipeline import EmbeddingPipeline  # noqa: E402
-from dupdetect.fetch import Fetcher  # noqa: E402
-from dupdetect.ingest import ingest, prepare  # noqa: E402
-from dupdetect.intake import Item  # noqa: E402
+from dupdetect.images.body import Item  # noqa: E402
+from dupdetect.images.duplicates import Rules, search  # noqa: E402
+from dupdetect.images.fetch import Fetcher  # noqa: E402
+from dupdetect.images.ingest import ingest, prepare  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.settings import DatabaseSettings, ModelSettings, Settings  # noqa: E402
 from dupdetect.store.base import Kind, Match  # noqa: E402
@@ -148,7 +148,7 @@ async def ours(
             started = time.perf_counter()
             found = []
             for start in range(0, len(images), BATCH):
-                found += await search(store, images[start : start + BATCH], model=pipeline.model_name, rules=at)
+                found += await search(store, images[start : start + BATCH], model=pipeline.descriptor, rules=at)
             if threshold == settings.duplicates.near_threshold:
                 timing["search + verify, ms per image"] = 1000 * (time.perf_counter() - started) / len(images)
             verdicts[threshold] = Verdicts(f"dupdetect, similarity ≥ {threshold}", _matches(found, ids), stored_pairs)

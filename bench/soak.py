@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.embed import table  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.duplicates import Rules, settle_pending  # noqa: E402
+from dupdetect.images.duplicates import Rules, settle_pending  # noqa: E402
 from dupdetect.settings import DatabaseSettings, DuplicateSettings  # noqa: E402
 from dupdetect.store.pgvector import PgVectorStore  # noqa: E402
 from tests.processes import DUPDETECT, cli_env, free_port, wait_ready  # noqa: E402

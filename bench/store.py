@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.embed import nature_photos, skimage_photos, table  # noqa: E402
-from dupdetect import duplicates  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
+from dupdetect.images import duplicates  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.settings import DatabaseSettings, DuplicateSettings, ModelSettings  # noqa: E402
 from dupdetect.store.base import NewImage, Query  # noqa: E402

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
-from dupdetect.duplicates import Rules, settle_pending
-from dupdetect.ingest import ingest, prepare
-from dupdetect.intake import Item
+from dupdetect.images.body import Item
 from dupdetect.runtime import running
 from dupdetect.settings import Settings
 from tests.http import upload
@@ -96,19 +93,13 @@ async def test_two_service_processes_racing_on_one_database_record_every_pair_on
 async def test_an_ingest_cut_off_before_its_concurrent_check_gets_its_pairs_later(settings: Settings) -> None:
     """As if the process died between its commit and the comparison with concurrent uploads."""
     async with running(settings) as runtime:
-        model, rules = runtime.pipeline.model_name, Rules.from_settings(settings.duplicates)
-        await ingest(
-            [Item(index=0, filename="a.jpg", data=jpeg("coffee"))],
-            pipeline=runtime.pipeline, store=runtime.store, fetcher=runtime.fetcher, rules=rules,
-        )
-        images, _ = await prepare(
-            [Item(index=0, filename="b.jpg", data=edited_copy("coffee"))], pipeline=runtime.pipeline, fetcher=runtime.fetcher
-        )
-        cut_off = uuid.uuid4()
-        await runtime.store.add_request(cut_off, 1, images, [], model=model)
-        assert await runtime.store.unsettled_requests(older_than_s=0) == [("default", cut_off)]
+        images = runtime.images
+        await images.ingest([Item(index=0, filename="a.jpg", data=jpeg("coffee"))])
+        await images.add_unsearched([Item(index=0, filename="b.jpg", data=edited_copy("coffee"))])  # committed, not searched
+        [(collection, cut_off)] = await images.store.unsettled_requests(older_than_s=0)
+        assert collection == "default"
 
-        assert await settle_pending(runtime.store, model=model, rules=rules, older_than_s=0) == (1, 1)
-        [(_, matches)] = await runtime.store.recorded_duplicates(cut_off)
+        assert await images.settle_pending(older_than_s=0) == (1, 1)
+        [(_, matches)] = await images.duplicates(cut_off)
         assert [match.image.filename for match in matches] == ["a.jpg"]
-        assert await runtime.store.unsettled_requests(older_than_s=0) == []
+        assert await images.store.unsettled_requests(older_than_s=0) == []

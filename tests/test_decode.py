@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from dupdetect.decode import DecodeError, decode, sniff_format
+from dupdetect.embedding.decode import DecodeError, decode, sniff_format
 from tests.photos import (
     corrupt_png,
     encode,

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torchvision import models
 
-from dupdetect.decode import decode
 from dupdetect.embedding import weights
+from dupdetect.embedding.decode import decode
 from dupdetect.embedding.model import Embedder
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.embedding.worker import EmbeddingWorker, Overloaded

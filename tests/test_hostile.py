@@ -18,7 +18,7 @@ from aiohttp import web
 from PIL import Image
 
 from dupdetect.database import create_pool
-from dupdetect.decode import DecodeError, decode
+from dupdetect.embedding.decode import DecodeError, decode
 from dupdetect.keys import KeyRegistry
 from dupdetect.settings import DatabaseSettings, FetchSettings, LimitSettings, ServerSettings, Settings
 from tests.conftest import serving, web_server

@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.hard_negatives import documents, flats, gradients, logos, transparent
 from bench.transforms import EDITS
-from dupdetect.duplicates import Rules, classify
+from dupdetect.images.duplicates import Rules, classify
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Query, StoredImage
 from dupdetect.store.pgvector import PgVectorStore

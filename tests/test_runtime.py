@@ -5,25 +5,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from dupdetect.duplicates import Rules
-from dupdetect.ingest import ingest
-from dupdetect.intake import Item
-from dupdetect.reembed import reembed
+from dupdetect.folders.files import images_by_sha256
+from dupdetect.images.body import Item
 from dupdetect.runtime import StartupError, running
 from dupdetect.settings import ModelSettings, Settings
-from dupdetect.store.pgvector import PgVectorStore
 from tests.photos import jpeg
 
 
 async def test_start_refuses_vectors_of_another_model_unless_allowed(settings: Settings) -> None:
     async with running(settings) as runtime:
-        await ingest(
-            [Item(index=0, filename="a.jpg", data=jpeg("coffee"))],
-            pipeline=runtime.pipeline,
-            store=runtime.store,
-            fetcher=runtime.fetcher,
-            rules=Rules.from_settings(settings.duplicates),
-        )
+        await runtime.images.ingest([Item(index=0, filename="a.jpg", data=jpeg("coffee"))])
     other = msgspec.structs.replace(settings, model=msgspec.structs.replace(settings.model, image_size=256))
     with pytest.raises(StartupError) as caught:
         async with running(other):
@@ -35,7 +26,7 @@ async def test_start_refuses_vectors_of_another_model_unless_allowed(settings: S
 
     allowed = msgspec.structs.replace(other, model=msgspec.structs.replace(other.model, allow_model_change=True))
     async with running(allowed) as runtime:
-        assert runtime.pipeline.model_name == "efficientnet_lite0/gem3-v1/256px"
+        assert runtime.images.descriptor == "efficientnet_lite0/gem3-v1/256px"
 
 
 async def test_start_refuses_without_weights(
@@ -54,29 +45,16 @@ async def test_reembed_brings_stored_images_to_the_new_model(settings: Settings,
     (originals / "coffee.jpg").write_bytes(jpeg("coffee"))
     async with running(settings) as runtime:
         for name in ("coffee", "rocket"):  # the rocket's original will be missing
-            await ingest(
-                [Item(index=0, filename=f"{name}.jpg", data=jpeg(name))],
-                pipeline=runtime.pipeline,
-                store=runtime.store,
-                fetcher=runtime.fetcher,
-                rules=Rules.from_settings(settings.duplicates),
-            )
+            await runtime.images.ingest([Item(index=0, filename=f"{name}.jpg", data=jpeg(name))])
     new = msgspec.structs.replace(
         settings, model=msgspec.structs.replace(settings.model, image_size=256, allow_model_change=True)
     )
     async with running(new) as runtime:
-        assert isinstance(runtime.store, PgVectorStore)
-        report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates),
-            delete_missing=False,
-        )
+        report = await runtime.images.reembed(images_by_sha256(originals), fetch_urls=False, delete_missing=False)
         assert report.reembedded == 1
         assert [line.split(" ", 1)[1] for line in report.missing] == ["(rocket.jpg)"]
-        report = await reembed(
-            runtime.store, runtime.pipeline, originals=originals, fetcher=None, rules=Rules.from_settings(new.duplicates),
-            delete_missing=True,
-        )
+        report = await runtime.images.reembed(images_by_sha256(originals), fetch_urls=False, delete_missing=True)
         assert (report.reembedded, report.deleted) == (0, 1)
     strict = msgspec.structs.replace(new, model=msgspec.structs.replace(new.model, allow_model_change=False))
     async with running(strict) as runtime:  # no stale vectors left: starts without the override
-        assert runtime.pipeline.model_name.endswith("/256px")
+        assert runtime.images.descriptor.endswith("/256px")

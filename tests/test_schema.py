@@ -6,7 +6,7 @@ import asyncpg
 
 from dupdetect import migrate
 from dupdetect.embedding.backbones import BACKBONES
-from dupdetect.perceptual import BAND_MASK, BANDS, band_shift
+from dupdetect.embedding.perceptual import BAND_MASK, BANDS, band_shift
 from dupdetect.store.pgvector import SUPPORTED_DIMS
 
 

@@ -5,7 +5,7 @@
 - ``duplicates.matched_points``: how many keypoints one homography mapped between the pair
   (NULL: not checked: exact copies, pairs trusted on hash and descriptor, older rows).
 - ``duplicate_pairs`` gains ``matched_points``; ``duplicate_groups`` is rebuilt with the rule the
-  API uses (``dupdetect.duplicates.groups``): every image joins its best-ranked duplicate that
+  API uses (``dupdetect.images.duplicates.groups``): every image joins its best-ranked duplicate that
   ranks above it, so each group is one best copy and images paired with it directly, with the
   pair that put each one there. No chains: a group never holds two images that are linked only
   through others. An image that ranks above all its duplicates while each of them joined a
@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 
 RANK = "i.width::bigint * i.height DESC, i.byte_size DESC, i.taken_at NULLS LAST, coalesce(i.filename, i.url), i.id"
-"""The keeper order (dupdetect.duplicates.keeper_rank): largest resolution, largest file,
+"""The keeper order (dupdetect.images.duplicates.keeper_rank): largest resolution, largest file,
 earliest taken, name."""
 
 
@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE image_keypoints ALTER COLUMN keypoints SET STORAGE EXTERNAL")  # already compact
     op.execute(
         "COMMENT ON TABLE image_keypoints IS 'Up to 256 ORB keypoints per image and its mirror image"
-        " (dupdetect.geometry format), for geometric verification of candidate pairs'"
+        " (dupdetect.embedding.geometry format), for geometric verification of candidate pairs'"
     )
     op.execute("ALTER TABLE duplicates ADD COLUMN matched_points integer")
     op.execute(

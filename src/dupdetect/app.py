@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
@@ -18,23 +17,20 @@ from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
-from dupdetect.api.auth import metrics_guard, provide_images, provide_store, rate_limit_identity
+from dupdetect.api.auth import metrics_guard, rate_limit_identity
 from dupdetect.api.docs import OfflineDocs
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
-from dupdetect.api.images import ImagesController
-from dupdetect.api.review import DecisionsController, ReviewController
 from dupdetect.api.shutdown import cut_off_answers
 from dupdetect.api.trust import trusted_requests
+from dupdetect.images.controller import ImagesController
+from dupdetect.images.deps import provide_body, provide_images
 from dupdetect.observability import request_ids
+from dupdetect.review.controller import DecisionsController, ReviewController
 from dupdetect.runtime import Runtime, running
 from dupdetect.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _provide_runtime(state: State) -> Runtime:
-    return state.runtime  # type: ignore[no-any-return]
 
 
 class MetricsController(PrometheusController):
@@ -68,7 +64,7 @@ class DupdetectPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         prometheus = PrometheusConfig(app_name="dupdetect", prefix="dupdetect_http", group_path=True)
         app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, MetricsController])
-        if self.settings.store.store == "pgvector":  # the store that keeps pairs and decisions
+        if self.settings.store.store == "pgvector":  # the store that keeps pairs and decisions (ReviewStore)
             app_config.route_handlers.append(DecisionsController)
         app_config.middleware[:0] = [
             request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
@@ -81,9 +77,8 @@ class DupdetectPlugin(InitPluginProtocol):
             )
             app_config.middleware.append(limits.middleware)
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
-        app_config.dependencies["runtime"] = Provide(_provide_runtime, sync_to_thread=False)
-        app_config.dependencies["store"] = Provide(provide_store)
         app_config.dependencies["images"] = Provide(provide_images)
+        app_config.dependencies["reader"] = Provide(provide_body, sync_to_thread=False)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)
         app_config.openapi_config = OpenAPIConfig(

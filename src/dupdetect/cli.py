@@ -15,7 +15,7 @@ import msgspec
 from dupdetect.errors import OperatorError
 
 if TYPE_CHECKING:
-    from dupdetect.folders import IngestReport
+    from dupdetect.folders.ingest import IngestReport
 from dupdetect.observability import configure_logging
 from dupdetect.settings import ModelName, Settings, SettingsError
 
@@ -191,9 +191,8 @@ def _summary(line: str, label: str, problems: list[str]) -> int:
 
 
 def _reembed(settings: Settings, args: argparse.Namespace) -> int:
-    from dupdetect.reembed import reembed
+    from dupdetect.folders.files import images_by_sha256
     from dupdetect.runtime import running
-    from dupdetect.store.pgvector import PgVectorStore
 
     if settings.store.store != "pgvector":
         raise SettingsError("dupdetect reembed works on pgvector; with Pinecone, re-index into a new index")
@@ -204,17 +203,10 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with running(settings) as runtime:
-            assert isinstance(runtime.store, PgVectorStore)
-            report = await reembed(
-                runtime.store,
-                runtime.pipeline,
-                originals=args.originals,
-                fetcher=runtime.fetcher if args.fetch_urls else None,
-                rules=runtime.images.rules(),
-                delete_missing=args.delete_missing,
-            )
+            originals = images_by_sha256(args.originals) if args.originals is not None else {}
+            report = await runtime.images.reembed(originals, fetch_urls=args.fetch_urls, delete_missing=args.delete_missing)
             return _summary(
-                f"re-embedded {report.reembedded} images with {runtime.pipeline.model_name}, "
+                f"re-embedded {report.reembedded} images with {runtime.images.descriptor}, "
                 f"deleted {report.deleted}, {len(report.missing)} originals not found",
                 "missing",
                 report.missing,
@@ -226,7 +218,8 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from dupdetect.folders import IngestReport, http_client, image_files, ingest_folder, ingest_folder_locally
+    from dupdetect.folders.files import image_files
+    from dupdetect.folders.ingest import IngestReport, http_client, ingest_folder, ingest_folder_locally
     from dupdetect.keys import check_collection
     from dupdetect.runtime import running
 
@@ -240,9 +233,8 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch, report=report)
         else:
             async with running(settings, sweep=False) as runtime:
-                await ingest_folder_locally(
-                    args.folder, runtime, batch=args.batch, collection=check_collection(args.collection), report=report
-                )
+                images = runtime.images.scoped(check_collection(args.collection))
+                await ingest_folder_locally(args.folder, images, batch=args.batch, report=report)
 
     try:
         asyncio.run(run())
@@ -268,15 +260,8 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
     import shlex
 
-    from dupdetect.folders import (
-        IngestReport,
-        ingest_folder_locally,
-        move_aside,
-        removable,
-        report_html,
-        scan_groups,
-        scan_json,
-    )
+    from dupdetect.folders.ingest import IngestReport, ingest_folder_locally
+    from dupdetect.folders.scan import move_aside, removable, report_html, scan_groups, scan_json
     from dupdetect.runtime import running
 
     duplicates = settings.duplicates
@@ -293,8 +278,8 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             duplicates=duplicates,
         )
         async with running(scratch, sweep=False) as runtime:
-            await ingest_folder_locally(args.folder, runtime, batch=args.batch, report=report)
-            groups = await scan_groups(runtime.images.review())  # a scan always runs on pgvector
+            await ingest_folder_locally(args.folder, runtime.images, batch=args.batch, report=report)
+            groups = await scan_groups(runtime.images)  # a scan always runs on pgvector
         args.report.write_text(report_html(args.folder, groups), encoding="utf-8")
         if args.json is not None:
             args.json.write_bytes(scan_json(args.folder, groups, report))

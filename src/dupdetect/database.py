@@ -53,7 +53,7 @@ class DatabaseServer:
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             server = _embedded(pgdata)
-            if _tune_embedded(pgdata):  # a new cluster: restart once to take the settings
+            if _write_embedded_settings(pgdata):  # a new cluster: restart once to take the settings
                 server.cleanup()
                 server = _embedded(pgdata)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -113,7 +113,7 @@ def _require_private_socket(pgdata: Path) -> None:
 TUNING_FILE = "dupdetect.conf"
 
 
-def _tune_embedded(pgdata: Path) -> bool:
+def _write_embedded_settings(pgdata: Path) -> bool:
     """Size a new embedded cluster for vectors (initdb's 128 MB of shared buffers hold a tenth
     of a 100k-row 2048-d HNSW index). Written once; edit the file to change it. True if new."""
     conf = pgdata / TUNING_FILE

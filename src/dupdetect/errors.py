@@ -35,3 +35,12 @@ class DupdetectError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         """Crosses the process boundary from the decode workers intact."""
         return type(self), (self.code, self.message), self.__dict__
+
+
+class NotFound(DupdetectError):
+    """Nothing with that id in the caller's collection (another collection's ids included)."""
+
+    status = 404
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}_not_found", message)

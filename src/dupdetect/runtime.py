@@ -1,5 +1,5 @@
-"""What a running service holds (store, embedding pipeline, URL fetcher), started in order and
-stopped in reverse in one place."""
+"""What a running service holds (database, store, embedding pipeline, URL fetcher, keys, the
+image service, the sweeper), started in order and stopped in reverse in one place."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from dupdetect.database import DatabaseError, DatabaseServer, create_pool, requi
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.errors import OperatorError
-from dupdetect.fetch import Fetcher
+from dupdetect.images.fetch import Fetcher
+from dupdetect.images.service import ImageService
 from dupdetect.keys import KeyRegistry
 from dupdetect.observability import STORE_UP
-from dupdetect.service import ImageService
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
@@ -43,14 +43,14 @@ class StartupError(OperatorError):
 
 @dataclass(frozen=True)
 class Runtime:
+    """Read by the dependency providers (``images/deps``, ``api/auth``) and the CLI, never by handlers."""
+
     settings: Settings
-    store: VectorStore
-    pipeline: EmbeddingPipeline
-    fetcher: Fetcher
     keys: KeyRegistry | None
     """None only with Pinecone and auth off (no database)."""
     images: ImageService
-    """The rules over the whole store (the sweeper, the command line); the API scopes it."""
+    """Over the whole store, holding the store, the model pipeline and the fetcher (the sweeper,
+    the command line); the API scopes it to the caller's collection."""
 
 
 async def _prepare_schema(dsn: str, settings: Settings) -> None:
@@ -109,7 +109,7 @@ async def _open_pinecone(
 
     try:
         store = await PineconeStore.open(
-            settings.store, dims=pipeline.dims, model=pipeline.model_name
+            settings.store, dims=pipeline.dims, model=pipeline.descriptor
         )
     except ModelMismatch:
         raise
@@ -140,7 +140,7 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
             else:
                 assert pool is not None
                 store = PgVectorStore(pool, dims=pipeline.dims)
-            await store.check_model(pipeline.model_name, settings.model.allow_model_change)
+            await store.check_model(pipeline.descriptor, settings.model.allow_model_change)
             await asyncio.to_thread(pipeline.start)
             stack.callback(pipeline.stop)
         except (DatabaseError, WeightsError, ModelMismatch) as exc:
@@ -153,7 +153,7 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
             sweeper = asyncio.create_task(_settle_forever(images))
             stack.callback(sweeper.cancel)
         keys = KeyRegistry(pool) if pool is not None else None
-        yield Runtime(settings=settings, store=store, pipeline=pipeline, fetcher=fetcher, keys=keys, images=images)
+        yield Runtime(settings=settings, keys=keys, images=images)
 
 
 async def _settle_forever(images: ImageService) -> None:

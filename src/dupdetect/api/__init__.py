@@ -1,1 +1,2 @@
-"""HTTP layer: thin controllers, msgspec request/response Structs, error mapping."""
+"""What every route shares: who is calling (``auth``), error mapping, trusted hosts and origins,
+shutdown answers, slow-client limits, offline docs, health."""

@@ -1,5 +1,5 @@
 """Who is calling: an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) opens one
-collection, and every data handler's store sees that collection only."""
+collection, and the services every data handler receives see that collection only."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
 from dupdetect.errors import DupdetectError
+from dupdetect.keys import KeyRegistry
 from dupdetect.runtime import Runtime
-from dupdetect.service import ImageService
-from dupdetect.store.base import VectorStore
+from dupdetect.store.base import DEFAULT_COLLECTION
 
 
 def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -24,7 +23,7 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None
     return connection.headers.get("x-api-key") or None
 
 
-async def _collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> str:
+async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyRegistry | None) -> str:
     key = _presented_key(connection)
     challenge = {"WWW-Authenticate": 'Bearer realm="dupdetect"'}
     if key is None:
@@ -34,23 +33,18 @@ async def _collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: R
             " (an operator creates one with `dupdetect keys create --collection NAME`)",
             headers=challenge, status=401,
         )
-    assert runtime.keys is not None  # auth on always opens the database
-    collection = await runtime.keys.collection_for(key)
+    assert keys is not None  # auth on always opens the database
+    collection = await keys.collection_for(key)
     if collection is None:
         raise DupdetectError("invalid_api_key", "the API key is unknown or revoked", headers=challenge, status=401)
     return collection
 
 
-async def provide_store(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> VectorStore:
-    """The store of the caller's collection (``default`` when auth is off)."""
+async def caller_collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> str:
+    """The collection the caller's key opens (``default`` when auth is off); 401 without a valid key."""
     if not runtime.settings.server.auth_required:
-        return runtime.store
-    return runtime.store.scoped(await _collection(request, runtime))
-
-
-async def provide_images(store: NamedDependency[VectorStore], runtime: NamedDependency[Runtime]) -> ImageService:
-    """The image service over the caller's collection."""
-    return runtime.images.using(store)
+        return DEFAULT_COLLECTION
+    return await _collection_of_key(connection, runtime.keys)
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -58,7 +52,7 @@ async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     runtime: Runtime = connection.app.state.runtime
     server = runtime.settings.server
     if server.auth_required and not server.metrics_public:
-        await _collection(connection, runtime)
+        await _collection_of_key(connection, runtime.keys)
 
 
 def rate_limit_identity(request: Request[Any, Any, Any]) -> str:

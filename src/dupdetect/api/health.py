@@ -6,12 +6,13 @@ import asyncio
 
 import msgspec
 from litestar import Controller, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 
 from dupdetect.api.errors import error_responses
 from dupdetect.errors import DupdetectError
+from dupdetect.images.deps import provide_probe
+from dupdetect.images.service import ImageService
 from dupdetect.observability import STORE_UP
-from dupdetect.runtime import Runtime
 
 
 class Health(msgspec.Struct):
@@ -27,6 +28,7 @@ class Readiness(msgspec.Struct):
 
 class HealthController(Controller):
     tags = ("health",)
+    dependencies = {"probe": Provide(provide_probe, sync_to_thread=False)}  # noqa: RUF012 - Litestar's own attribute
 
     @get("/health", summary="Liveness: the process answers")
     async def health(self) -> Health:
@@ -37,15 +39,15 @@ class HealthController(Controller):
         summary="Readiness: the vector store answers and the model is loaded",
         responses=error_responses((503, "The vector store does not answer")),
     )
-    async def ready(self, runtime: NamedDependency[Runtime]) -> Readiness:
+    async def ready(self, probe: NamedDependency[ImageService]) -> Readiness:
+        store = probe.store.name
         try:
             async with asyncio.timeout(2):
-                await runtime.store.ping()
+                await probe.ping()
         except Exception as exc:
             STORE_UP.set(0)
             raise DupdetectError(
-                "store_unavailable", f"{runtime.settings.store.store} not ready: {exc}",
-                headers={"Retry-After": "2"}, status=503,
+                "store_unavailable", f"{store} not ready: {exc}", headers={"Retry-After": "2"}, status=503
             ) from exc
         STORE_UP.set(1)
-        return Readiness(status="ready", store=runtime.settings.store.store, model=runtime.pipeline.model_name)
+        return Readiness(status="ready", store=store, model=probe.descriptor)

@@ -1,6 +1,6 @@
 """uvicorn waits forever for a request's headers: a client that sends them a byte at a time
 (slowloris) holds a connection open indefinitely. This protocol closes a connection whose
-request headers are not complete within the limit; the body has its own timeout (intake)."""
+request headers are not complete within the limit; the body has its own timeout (images/body)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dupdetect.decode import DecodedImage, DecodeError, decode
+from dupdetect.embedding.decode import DecodedImage, DecodeError, decode
 from dupdetect.embedding.model import Embedder
 from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
 from dupdetect.settings import Settings
@@ -56,7 +56,9 @@ class EmbeddingPipeline:
         return ProcessPoolExecutor(self.decode_workers, mp_context=multiprocessing.get_context("spawn"))
 
     @property
-    def model_name(self) -> str:
+    def descriptor(self) -> str:
+        """Backbone, pooling and input size (``efficientnet_lite0/gem3-v1/224px``): what each
+        stored vector is tagged with (the ``model`` column) and compared only with its own."""
         return self.embedder.name
 
     @property

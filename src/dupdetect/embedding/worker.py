@@ -17,18 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupdetect.embedding.model import Embedder
+from dupdetect.errors import DupdetectError
 from dupdetect.observability import BATCH_SIZE, IMAGES_EMBEDDED, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
 
 
-class Overloaded(RuntimeError):
-    """No room for the work: the caller should answer 503 and let the client retry."""
+class Overloaded(DupdetectError):
+    """No room for the work: 503, and the client retries after ``retry_after`` seconds (the time
+    the work waiting now takes, by the model's recent speed)."""
+
+    status = 503
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
+        super().__init__(
+            "overloaded", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)}
+        )
         self.retry_after = retry_after
-        """Seconds until the work waiting now is done, by the model's recent speed."""
 
 
 @dataclass

@@ -6,6 +6,7 @@ The service and the API import only this module; adapters (pgvector, …) implem
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -45,7 +46,7 @@ class NewImage(ImageFacts, frozen=True, kw_only=True):
     thumbnail: bytes | None
     vector: np.ndarray
     keypoints: bytes | None = None
-    """Packed local features (:mod:`dupdetect.geometry`) for geometric verification."""
+    """Packed local features (:mod:`dupdetect.embedding.geometry`) for geometric verification."""
 
     def stored(self, request_id: uuid.UUID, model: str, created_at: datetime) -> StoredImage:
         """How the image reads back once stored."""
@@ -166,7 +167,10 @@ class ModelMismatch(RuntimeError):
 @runtime_checkable  # Litestar checks what dependencies provide
 class VectorStore(Protocol):
     """A repository: it searches and writes. What counts as a duplicate is decided by
-    :mod:`dupdetect.duplicates`, the same for every store."""
+    :mod:`dupdetect.images.duplicates`, the same for every store."""
+
+    name: str
+    """What /ready reports: ``pgvector`` or ``pinecone``."""
 
     def scoped(self, collection: str) -> VectorStore:
         """The same store, seeing and writing one collection only (ids from others are unknown)."""
@@ -254,3 +258,33 @@ class ReviewStore(VectorStore, Protocol):
 
     async def marked_images(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""
+
+
+@runtime_checkable
+class BulkStore(VectorStore, Protocol):
+    """A store whose tables this process owns (pgvector): folders loaded in bulk with the index
+    built afterwards, byte-identical copies stored without decoding, re-embedding after a model
+    change. The commands that need these refuse other stores."""
+
+    def scoped(self, collection: str) -> BulkStore: ...
+
+    def bulk_load(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Rows added inside go in without the HNSW index, which is built once at the end."""
+
+    async def image_count(self) -> int:
+        """Images in every collection (the bulk-load decision is about the whole index)."""
+
+    async def add_copies(self, request_id: uuid.UUID, copies: list[tuple[int, str, str]]) -> None:
+        """Store files whose bytes are stored already, as (position, file name, SHA-256), with the
+        stored image's vector, hash, keypoints and thumbnail; the request stays unsettled."""
+
+    async def collections(self) -> list[str]: ...
+
+    async def stale_images(self, model: str) -> list[StoredImage]:
+        """Images whose vectors come from another model."""
+
+    async def replace_embedding(
+        self, image_id: uuid.UUID, vector: np.ndarray, phash: int | None, keypoints: bytes | None, *, model: str
+    ) -> None:
+        """Swap in a vector of ``model`` (and the hash and keypoints of this version); its near
+        pairs go (exact ones stay) until searched again."""

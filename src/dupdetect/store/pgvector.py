@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ import asyncpg
 import numpy as np
 from pgvector import HalfVector
 
-from dupdetect.perceptual import BAND_MASK, BANDS, band_shift
+from dupdetect.embedding.perceptual import BAND_MASK, BANDS, band_shift
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
     Candidate,
@@ -65,29 +66,53 @@ def _image(row: asyncpg.Record) -> StoredImage:
     return StoredImage(**{key: row[key] for key in StoredImage.__struct_fields__})
 
 
+_NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+class Statement:
+    """SQL written with ``:name`` placeholders, numbered once for asyncpg's ``$n``; :meth:`args`
+    puts the values in that order, so a statement with many parameters cannot receive them in
+    the wrong one (and a missing or extra value is an error, not a shifted argument)."""
+
+    def __init__(self, sql: str) -> None:
+        self.names: list[str] = []
+        self.text = _NAMED.sub(self._number, sql)
+
+    def _number(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in self.names:
+            self.names.append(name)
+        return f"${self.names.index(name) + 1}"
+
+    def args(self, **values: Any) -> list[Any]:
+        if values.keys() != set(self.names):
+            raise TypeError(f"the statement takes {sorted(self.names)}, not {sorted(values)}")
+        return [values[name] for name in self.names]
+
+
 def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
     """Candidates for every row of ``queries`` (``q``: n, vec, sha256, phash, exclude) among
     ``source`` (``i``): the nearest vectors, the same bytes, a shared hash band; one statement.
     Each query yields at least one row (``id`` NULL when nothing is near), all carrying the
     snapshot the statement saw.
 
-    Every lookup takes at most $2 rows, so many copies of one image (or many flat images
-    sharing a hash band) cost no more than $2 candidates each.
+    Every lookup takes at most ``:k`` rows, so many copies of one image (or many flat images
+    sharing a hash band) cost no more than ``:k`` candidates each.
     ``scope``: a condition on ``i`` every candidate meets (its collection).
-    Parameters: $1 model, $2 rows per lookup; the caller's own from $3.
+    Parameters: ``:model``, ``:k`` and those of ``queries`` and ``scope``.
     """
     vec = f"i.embedding::halfvec({dims})"
-    comparable = f"vector_dims(i.embedding) = {dims} AND i.model = $1"
+    comparable = f"vector_dims(i.embedding) = {dims} AND i.model = :model"
     similarity = f"CASE WHEN {comparable} THEN 1 - ({vec} <=> q.vec) ELSE 0 END AS similarity"
     band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
     lookups = [
         # Same expression and predicate as the partial HNSW index, so the planner uses it.
         (f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i"
-         f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT $2"),
-        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 AND {scope} LIMIT $2",
+         f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT :k"),
+        f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 AND {scope} LIMIT :k",
     ] + [
         f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL AND {scope}"
-        f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT $2"
+        f" AND {band.format(shift=band_shift(b), mask=BAND_MASK)} LIMIT :k"
         for b in range(BANDS)
     ]
     union = " UNION ALL ".join(f"({lookup})" for lookup in lookups)
@@ -102,19 +127,43 @@ def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
     """
 
 
-_SETTLE_SQL = """
+_SETTLE = Statement("""
     WITH added AS (
         INSERT INTO duplicates (image_id, duplicate_id, similarity, kind, model, matched_points)
-        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, $6, p.matched_points
-        FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::text[], $7::int[])
+        SELECT p.image_id, p.duplicate_id, p.similarity, p.kind, :model, p.matched_points
+        FROM unnest(:image_ids::uuid[], :duplicate_ids::uuid[], :similarities::real[], :kinds::text[],
+                    :matched_points::int[])
              AS p(image_id, duplicate_id, similarity, kind, matched_points)
         WHERE EXISTS (SELECT 1 FROM images WHERE id = p.duplicate_id)
           AND EXISTS (SELECT 1 FROM images WHERE id = p.image_id)
         ON CONFLICT DO NOTHING  -- found by both sides, or already recorded the other way round
         RETURNING 1
-    ), marked AS (UPDATE requests SET settled = true WHERE id = $1)
+    ), marked AS (UPDATE requests SET settled = true WHERE id = :request_id)
     SELECT count(*) FROM added
-"""
+""")
+
+
+_ADD_COPIES = Statement("""
+    WITH source AS (
+        SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id, s.byte_size, s.width,
+               s.height, s.format, s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection,
+               s.taken_at, s.camera_make, s.camera_model
+        FROM unnest(:positions::int[], :filenames::text[], :sha256s::text[]) AS c(position, filename, sha256)
+        CROSS JOIN LATERAL (
+            SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = :collection LIMIT 1
+        ) s
+    ), added AS (
+        INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
+                            phash, thumbnail, model, embedding, collection, taken_at, camera_make,
+                            camera_model)
+        SELECT new_id, :request_id, position, filename, byte_size, width, height, format, sha256, phash,
+               thumbnail, model, embedding, collection, taken_at, camera_make, camera_model
+        FROM source
+    )
+    INSERT INTO image_keypoints (image_id, keypoints)
+    SELECT source.new_id, k.keypoints FROM source JOIN image_keypoints k ON k.image_id = source.id
+""")
+"""Files whose bytes are stored: each row copies a stored image (vector, hash, thumbnail, keypoints)."""
 
 
 def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Candidate]]:
@@ -126,6 +175,8 @@ def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Cand
 
 
 class PgVectorStore:
+    name = "pgvector"
+
     def __init__(self, pool: asyncpg.Pool, *, dims: int, collection: str = DEFAULT_COLLECTION) -> None:
         if dims not in SUPPORTED_DIMS:
             raise ValueError(f"no HNSW index for {dims}-dimensional vectors (have {SUPPORTED_DIMS})")
@@ -133,25 +184,25 @@ class PgVectorStore:
         self.dims = dims
         self.collection = collection
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
-        self._search_sql = _candidates_sql(
+        self._search = Statement(_candidates_sql(
             dims,
-            "unnest($3::halfvec[], $4::text[], $5::bigint[], $6::uuid[])"
+            "unnest(:vectors::halfvec[], :sha256s::text[], :phashes::bigint[], :excludes::uuid[])"
             " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
             "images",
-            "i.collection = $7",
-        )
-        # Images stored by transactions that the snapshot $4 did not see: a few, compared directly.
-        self._concurrent_sql = (
-            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> $3 AND i.collection = $5"
-            " AND (i.xact >= pg_snapshot_xmax($4::text::pg_snapshot)"
-            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip($4::text::pg_snapshot)))))"
+            "i.collection = :collection",
+        ))
+        # Images stored by transactions that the snapshot :seen did not see: a few, compared directly.
+        self._concurrent = Statement((
+            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> :request_id"
+            " AND i.collection = :collection AND (i.xact >= pg_snapshot_xmax(:seen::text::pg_snapshot)"
+            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip(:seen::text::pg_snapshot)))))"
         ) + _candidates_sql(
             dims,
             "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
-            " FROM images i WHERE i.request_id = $3 AND i.model = $1) q",
+            " FROM images i WHERE i.request_id = :request_id AND i.model = :model) q",
             "late",
             "true",
-        )
+        ))
 
     def scoped(self, collection: str) -> PgVectorStore:
         view = copy.copy(self)
@@ -196,19 +247,19 @@ class PgVectorStore:
             )
 
     async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
-        rows = await self.pool.fetch(
-            self._search_sql,
-            model, k,
-            [HalfVector(q.vector) for q in queries], [q.sha256 for q in queries],
-            [q.phash for q in queries], [q.exclude for q in queries], self.collection,
-        )
+        rows = await self.pool.fetch(self._search.text, *self._search.args(
+            model=model, k=k, vectors=[HalfVector(q.vector) for q in queries], sha256s=[q.sha256 for q in queries],
+            phashes=[q.phash for q in queries], excludes=[q.exclude for q in queries], collection=self.collection,
+        ))
         found = _grouped(rows, list(range(1, len(queries) + 1)))
         return CandidateSearch(found=list(found.values()), seen=rows[0]["seen"] if rows else None)
 
     async def concurrent_candidates(
         self, request_id: uuid.UUID, seen: str, *, model: str, k: int
     ) -> dict[uuid.UUID, list[Candidate]]:
-        rows = await self.pool.fetch(self._concurrent_sql, model, k, request_id, seen, self.collection)
+        rows = await self.pool.fetch(self._concurrent.text, *self._concurrent.args(
+            model=model, k=k, request_id=request_id, seen=seen, collection=self.collection,
+        ))
         return _grouped(rows, [row["n"] for row in rows])
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
@@ -345,39 +396,21 @@ class PgVectorStore:
                 "INSERT INTO requests (id, submitted, added, collection) VALUES ($1, $2, $2, $3)",
                 request_id, len(copies), self.collection,
             )
-            await conn.execute(
-                """
-                WITH source AS (
-                    SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id, s.byte_size, s.width,
-                           s.height, s.format, s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection,
-                           s.taken_at, s.camera_make, s.camera_model
-                    FROM unnest($2::int[], $3::text[], $4::text[]) AS c(position, filename, sha256)
-                    CROSS JOIN LATERAL (
-                        SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = $5 LIMIT 1
-                    ) s
-                ), added AS (
-                    INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
-                                        phash, thumbnail, model, embedding, collection, taken_at, camera_make,
-                                        camera_model)
-                    SELECT new_id, $1, position, filename, byte_size, width, height, format, sha256, phash,
-                           thumbnail, model, embedding, collection, taken_at, camera_make, camera_model
-                    FROM source
-                )
-                INSERT INTO image_keypoints (image_id, keypoints)
-                SELECT source.new_id, k.keypoints FROM source JOIN image_keypoints k ON k.image_id = source.id
-                """,
-                request_id, [c[0] for c in copies], [c[1] for c in copies], [c[2] for c in copies], self.collection,
-            )
+            await conn.execute(_ADD_COPIES.text, *_ADD_COPIES.args(
+                request_id=request_id, positions=[c[0] for c in copies], filenames=[c[1] for c in copies],
+                sha256s=[c[2] for c in copies], collection=self.collection,
+            ))
 
     async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
-        arguments = (
-            request_id, [p.image_id for p in pairs], [p.duplicate_id for p in pairs],
-            [p.similarity for p in pairs], [p.kind for p in pairs], model, [p.matched_points for p in pairs],
+        arguments = _SETTLE.args(
+            request_id=request_id, image_ids=[p.image_id for p in pairs], duplicate_ids=[p.duplicate_id for p in pairs],
+            similarities=[p.similarity for p in pairs], kinds=[p.kind for p in pairs], model=model,
+            matched_points=[p.matched_points for p in pairs],
         )
         try:
-            return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
+            return int(await self.pool.fetchval(_SETTLE.text, *arguments))
         except asyncpg.ForeignKeyViolationError:  # an image was deleted in between: look again
-            return int(await self.pool.fetchval(_SETTLE_SQL, *arguments))
+            return int(await self.pool.fetchval(_SETTLE.text, *arguments))
 
     async def unsettled_requests(self, older_than_s: float) -> list[tuple[str, uuid.UUID]]:
         rows = await self.pool.fetch(

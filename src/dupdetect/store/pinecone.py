@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
 
-from dupdetect.perceptual import bands
+from dupdetect.embedding.perceptual import bands
 from dupdetect.settings import StoreSettings
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
@@ -119,6 +119,8 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 class PineconeStore:
+    name = "pinecone"
+
     def __init__(self, index: AsyncIndex, *, dims: int, namespace: str, model: str) -> None:
         self.index = index
         self.base_namespace = self.namespace = namespace
@@ -171,11 +173,11 @@ class PineconeStore:
     async def ping(self) -> None:
         await self.index.describe_index_stats()
 
-    async def _query(self, vector: np.ndarray, top_k: int, flt: dict[str, Any]) -> list[tuple[StoredImage, float]]:
+    async def _query(self, vector: np.ndarray, top_k: int, metadata_filter: dict[str, Any]) -> list[tuple[StoredImage, float]]:
         if not np.any(vector):
             return []
         response = await self.index.query(
-            vector=vector.tolist(), top_k=top_k, filter=flt, include_metadata=True, namespace=self.namespace
+            vector=vector.tolist(), top_k=top_k, filter=metadata_filter, include_metadata=True, namespace=self.namespace
         )
         return [(_image(dict(m.metadata or {})), float(m.score)) for m in response.matches]
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from dupdetect.decode import DecodeError
-from dupdetect.duplicates import Rules, search_again
+from dupdetect.embedding.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
-from dupdetect.fetch import Fetcher, FetchError
-from dupdetect.store.base import StoredImage
-from dupdetect.store.pgvector import PgVectorStore
+from dupdetect.images.duplicates import Rules, search_again
+from dupdetect.images.fetch import Fetcher, FetchError
+from dupdetect.store.base import BulkStore, StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -33,42 +32,24 @@ class ReembedReport:
     """Images whose original was not found (or failed to decode), by id and name."""
 
 
-def files_by_sha256(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in _walk(folder):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        found.setdefault(digest.hexdigest(), path)
-    return found
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            yield path
-
-
 async def reembed(
-    store: PgVectorStore,
+    store: BulkStore,
     pipeline: EmbeddingPipeline,
     *,
-    originals: Path | None,
+    originals: Mapping[str, Path],
     fetcher: Fetcher | None,
     rules: Rules,
     delete_missing: bool,
 ) -> ReembedReport:
     report = ReembedReport()
-    stale: list[tuple[PgVectorStore, StoredImage]] = []
+    stale: list[tuple[BulkStore, StoredImage]] = []
     for collection in await store.collections():  # each image is searched again in its own
         scoped = store.scoped(collection)
-        stale += [(scoped, image) for image in await scoped.stale_images(pipeline.model_name)]
-    by_sha = files_by_sha256(originals) if originals is not None else {}
+        stale += [(scoped, image) for image in await scoped.stale_images(pipeline.descriptor)]
     for home, image in stale:
         data: bytes | None = None
-        if image.sha256 in by_sha:
-            data = by_sha[image.sha256].read_bytes()
+        if image.sha256 in originals:
+            data = originals[image.sha256].read_bytes()
         elif image.url is not None and fetcher is not None:
             try:
                 data = await fetcher.fetch(image.url)
@@ -81,7 +62,7 @@ async def reembed(
             except DecodeError as exc:
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
-            model = pipeline.model_name
+            model = pipeline.descriptor
             await home.replace_embedding(
                 image.id, embedded.vector, embedded.image.phash, embedded.image.keypoints, model=model
             )

@@ -8,7 +8,7 @@ module decides, in two stages:
    cosine similarity must reach ``Rules.near`` (a request's ``threshold``). A *hash match*
    (perceptual hashes within ``Rules.near_exact`` bits, both hashes informative, similarity at
    least ``Rules.near_exact_floor``) at ``Rules.trusted`` or above is ``near_exact`` at once.
-2. Geometric verification (:mod:`dupdetect.geometry`) of everything else: the pair is kept when
+2. Geometric verification (:mod:`dupdetect.embedding.geometry`) of everything else: the pair is kept when
    one homography maps enough keypoints of one image onto the other (``matched_points``), as
    ``near_exact`` if the hashes matched, else ``near``. Images too plain for keypoints, or more
    than 3× smaller than the other (beyond ORB's scale range), pair only on a hash match; pairs
@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 
-from dupdetect import geometry
-from dupdetect.perceptual import hamming
+from dupdetect.embedding import geometry
+from dupdetect.embedding.perceptual import hamming
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Kind, Match, NewImage, Pair, Query, ReviewStore, StoredImage, VectorStore
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from dupdetect import geometry
+from dupdetect.embedding import geometry
+from dupdetect.embedding.perceptual import phash
 from dupdetect.errors import DupdetectError
-from dupdetect.perceptual import phash
 from dupdetect.settings import MB
 
 try:  # HEIC/HEIF through the pillow-heif plugin; AVIF is built into Pillow >= 11.3
@@ -52,7 +52,7 @@ class DecodedImage:
     """64-bit perceptual hash of the content (the near-exact tier); None when the image has
     too little detail for one (flat, gradient, mostly empty)."""
     keypoints: bytes | None
-    """Packed local features of the content (geometric verification, :mod:`dupdetect.geometry`);
+    """Packed local features of the content (geometric verification, :mod:`dupdetect.embedding.geometry`);
     None when not asked for."""
     thumbnail: bytes | None
     """A small JPEG of the whole image, for review pages."""

@@ -188,7 +188,15 @@ async def _paced(stream: AsyncIterator[bytes], timeout: float) -> AsyncIterator[
         yield chunk
 
 
-async def read_items(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
+async def read_items(
+    content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings, *, declared_length: str | None = None
+) -> list[Item]:
+    """The body's items. ``declared_length`` (Content-Length) refuses an oversized body before
+    reading it; the stream is counted anyway, as a client may lie or send it chunked."""
+    if declared_length and declared_length.isdigit() and int(declared_length) > limits.max_request_bytes:
+        raise DupdetectError(
+            "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413
+        )
     stream = _paced(stream, limits.body_read_timeout)
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
@@ -202,3 +210,13 @@ async def read_items(content_type: str, stream: AsyncIterator[bytes], limits: Li
     if not items:
         raise DupdetectError("no_images", "the request contains no images", status=400)
     return items
+
+
+class BodyReader:
+    """The body parser as the handlers receive it: the limits are the service's, not theirs."""
+
+    def __init__(self, limits: LimitSettings) -> None:
+        self.limits = limits
+
+    async def read(self, content_type: str, stream: AsyncIterator[bytes], declared_length: str | None) -> list[Item]:
+        return await read_items(content_type, stream, self.limits, declared_length=declared_length)

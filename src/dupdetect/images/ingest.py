@@ -1,5 +1,5 @@
-"""POST /images as a plain function: fetch, decode and embed every item concurrently, then
-store the valid ones and their duplicates in one go."""
+"""POST /images and POST /search as plain functions: fetch, decode and embed every item
+concurrently, then store the valid ones and their duplicates in one go (or only look)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
-from dupdetect.decode import DecodeError
-from dupdetect.duplicates import Rules, record_request, search
+from dupdetect.embedding.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
-from dupdetect.fetch import FetchBudget, Fetcher, FetchError
-from dupdetect.intake import Item, ItemError
+from dupdetect.errors import DupdetectError
+from dupdetect.images.body import Item, ItemError
+from dupdetect.images.duplicates import Rules, record_request, search
+from dupdetect.images.fetch import FetchBudget, Fetcher, FetchError
+from dupdetect.images.schemas import IngestItem
 from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
 from dupdetect.store.base import Match, NewImage, VectorStore
 
@@ -34,12 +36,23 @@ class IngestResult:
         return sum(outcome.image_id is not None for outcome in self.outcomes)
 
 
-class NoValidImages(ValueError):
-    """Every item failed; nothing was stored."""
+class NoValidImages(DupdetectError):
+    """Every item failed; nothing was stored. ``details``: each item's error."""
+
+    status = 422
 
     def __init__(self, outcomes: list[Outcome]) -> None:
-        super().__init__("none of the images could be used")
+        super().__init__(
+            "no_valid_images", "none of the images could be used", details=[ingest_item(o) for o in outcomes]
+        )
         self.outcomes = outcomes
+
+
+def ingest_item(outcome: Outcome) -> IngestItem:
+    """An item's outcome as the API (and the folder commands) report it."""
+    if outcome.error is not None:
+        return IngestItem(index=outcome.index, error=outcome.error)
+    return IngestItem(index=outcome.index, image_id=outcome.image_id, duplicates=len(outcome.duplicates))
 
 
 async def _prepare(
@@ -112,7 +125,7 @@ async def ingest(
     """Raises NoValidImages if nothing can be stored, and Overloaded when the model has no room."""
     images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
     request_id = uuid.uuid4()
-    found = await record_request(store, request_id, len(items), images, model=pipeline.model_name, rules=rules)
+    found = await record_request(store, request_id, len(items), images, model=pipeline.descriptor, rules=rules)
     for image, matches in zip(images, found, strict=True):
         outcomes[image.position].image_id = image.id
         outcomes[image.position].duplicates = matches
@@ -126,6 +139,6 @@ async def look_up(
 ) -> list[Outcome]:
     """Like :func:`ingest`, storing nothing: every item's outcome with its duplicates."""
     images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
-    for image, matches in zip(images, await search(store, images, model=pipeline.model_name, rules=rules), strict=True):
+    for image, matches in zip(images, await search(store, images, model=pipeline.descriptor, rules=rules), strict=True):
         outcomes[image.position].duplicates = matches
     return outcomes

@@ -1,16 +1,16 @@
-"""The JSON the API sends, as msgspec Structs (also what /schema documents)."""
+"""The JSON of the image routes, as msgspec Structs (also what /schema documents)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
-from dupdetect.intake import ItemError
+from dupdetect.images.body import ItemError
 from dupdetect.store.base import Match, RequestInfo, StoredImage
 
 
@@ -72,6 +72,21 @@ class SearchResponse(msgspec.Struct, kw_only=True):
     message: str
 
 
+Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$", description="hex SHA-256 of a file")]
+
+
+class KnownHashes(msgspec.Struct, kw_only=True):
+    sha256: Annotated[list[Sha256], msgspec.Meta(max_length=1000)]
+    """Hex SHA-256s of files."""
+
+
+class KnownFiles(msgspec.Struct, kw_only=True):
+    sha256: list[str]
+    """Those of the hashes asked about that are stored."""
+    filenames: dict[str, list[str]]
+    """Per stored hash, the file names it is stored under (a copy under another name is new)."""
+
+
 class RequestOut(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     created_at: datetime
@@ -80,7 +95,8 @@ class RequestOut(msgspec.Struct, kw_only=True):
     images: list[StoredImage]
 
 
-def source(image: StoredImage) -> str | None:
+def shown_name(image: StoredImage) -> str | None:
+    """How an image is named in answers: its file name, else the URL it was fetched from."""
     return image.filename if image.filename is not None else image.url
 
 
@@ -92,7 +108,7 @@ def duplicate_out(match: Match) -> Duplicate:
     return Duplicate(
         image_id=match.image.id,
         request_id=match.image.request_id,
-        filename=source(match.image),
+        filename=shown_name(match.image),
         similarity=round(match.similarity, 4),
         kind=match.kind,
         matched_points=match.matched_points,

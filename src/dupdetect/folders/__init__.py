@@ -1,0 +1,1 @@
+"""Folders of photos on disk: the command line's ``ingest``, ``scan`` and ``reembed`` work."""

@@ -1,0 +1,35 @@
+"""What the image handlers receive: the image service of the caller's collection and the body
+reader. The only place (with the other domains' ``deps``) that opens the runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+
+from dupdetect.api.auth import caller_collection
+from dupdetect.images.body import BodyReader
+from dupdetect.images.service import ImageService
+from dupdetect.runtime import Runtime
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+async def provide_images(request: Request[Any, Any, Any], state: State) -> ImageService:
+    """The image service over the caller's collection (401 without a valid key when auth is on)."""
+    runtime = _runtime(state)
+    return runtime.images.scoped(await caller_collection(request, runtime))
+
+
+def provide_body(state: State) -> BodyReader:
+    """POST bodies read within the configured limits."""
+    return BodyReader(_runtime(state).settings.limits)
+
+
+def provide_probe(state: State) -> ImageService:
+    """The service over the whole store, for readiness: no key needed, nothing read."""
+    return _runtime(state).images

@@ -1,0 +1,1 @@
+"""Reviewing duplicates: the review page, groups, "not a duplicate" decisions, keep/trash marks."""

@@ -1,0 +1,101 @@
+"""The JSON of the review routes (groups, decisions, marks), as msgspec Structs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from dupdetect.store.base import DuplicateGroup, Kind, Mark, MarkedImage, StoredImage
+
+
+class GroupPair(msgspec.Struct, kw_only=True):
+    """Why ``a`` is in the group: its recorded pair with ``b``, the group's best copy."""
+
+    a: uuid.UUID
+    b: uuid.UUID
+    kind: Kind
+    similarity: float
+    matched_points: int | None
+    """Keypoints one homography maps between the two (geometric check); null when not checked."""
+
+
+class Group(msgspec.Struct, kw_only=True):
+    size: int
+    """All images in the group; ``images`` holds at most ``max_size`` of them."""
+    keep: uuid.UUID
+    """The best copy, listed first: the largest resolution, then file, then the earliest taken.
+    Every other member is a direct duplicate of it (groups do not chain)."""
+    images: list[StoredImage]
+    pairs: list[GroupPair]
+    """For each other image listed, the pair that put it in the group."""
+
+
+class GroupsPage(msgspec.Struct, kw_only=True):
+    groups: list[Group]
+    page: int
+    page_size: int
+    total: int
+    """Groups in all pages."""
+
+
+class NotDuplicate(msgspec.Struct, kw_only=True):
+    image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=2, max_length=2)]
+
+
+class Marks(msgspec.Struct, kw_only=True):
+    image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=1000)]
+    mark: Mark | None
+    """``keep``, ``trash``, or null to clear."""
+
+
+class Marked(msgspec.Struct, kw_only=True):
+    marked: int
+    """How many of the images exist (in this collection) and now carry the mark."""
+
+
+class MarkOut(msgspec.Struct, kw_only=True):
+    image_id: uuid.UUID
+    file: str | None
+    sha256: str
+    width: int
+    height: int
+    byte_size: int
+    taken_at: datetime | None
+    mark: Mark
+    marked_at: datetime
+
+
+def mark_out(marked: MarkedImage) -> MarkOut:
+    image = marked.image
+    return MarkOut(
+        image_id=image.id, file=image.filename or image.url, sha256=image.sha256, width=image.width,
+        height=image.height, byte_size=image.byte_size, taken_at=image.taken_at, mark=marked.mark,
+        marked_at=marked.marked_at,
+    )
+
+
+def marks_csv(rows: list[MarkOut]) -> str:
+    """Spreadsheet-safe: a cell starting with = + - @ is not read as a formula."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(MarkOut.__struct_fields__)
+    for row in rows:
+        cells = ["" if value is None else str(value) for value in msgspec.structs.astuple(row)]
+        writer.writerow(["'" + cell if cell[:1] in ("=", "+", "-", "@") else cell for cell in cells])
+    return out.getvalue()
+
+
+def group_out(group: DuplicateGroup, max_size: int) -> Group:
+    """A group with at most ``max_size`` of its images, and the pair that put each one in it."""
+    listed = group.members[:max_size]
+    pairs = [
+        GroupPair(a=m.image.id, b=group.keep.id, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4),
+                  matched_points=m.matched_points)
+        for m in listed if m.joined_as is not None
+    ]
+    return Group(size=len(group.members), keep=group.keep.id, images=[m.image for m in listed], pairs=pairs)
