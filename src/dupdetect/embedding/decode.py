@@ -135,8 +135,10 @@ def _content(rgb: Image.Image, drawn: tuple[int, int, int, int] | None) -> Image
 def _thumbnail(rgb: Image.Image, side: int) -> bytes | None:
     if side == 0:
         return None
-    small = rgb.copy()
-    small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    scale = min(1.0, side / max(rgb.size))  # as Image.thumbnail sizes it, without copying the original first
+    small = rgb.resize(
+        (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
     buffer = io.BytesIO()
     small.save(buffer, "JPEG", quality=80)
     return buffer.getvalue()
@@ -227,12 +229,13 @@ def decode(
         raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt: {exc}") from exc
     content = _content(rgb, drawn)
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    grey = content.convert("L")  # once, for the hash and the keypoints
     return DecodedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
         pixels=np.asarray(resized),
-        phash=phash(content),
-        keypoints=geometry.extract(content) if keypoints else None,
+        phash=phash(grey),
+        keypoints=geometry.extract(grey) if keypoints else None,
         thumbnail=_thumbnail(rgb, thumbnail),
         format=kind,
         width=width,

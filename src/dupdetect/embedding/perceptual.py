@@ -35,7 +35,10 @@ def detail(low: np.ndarray) -> float:
 def phash(image: Image.Image) -> int | None:
     """Signed 64-bit, as PostgreSQL's bigint stores it; None when the image has too little
     detail for the bits to mean anything (such images never pair on the hash)."""
-    pixels = np.asarray(image.convert("L").resize((_N, _N), Image.Resampling.LANCZOS), dtype=np.float64)
+    # reducing_gap: box-reduce to ~3× the hash's 32 px first, then Lanczos: a third of the time
+    # of Lanczos over the full image, hashes within 2 bits of it (bench: 0.5 bits on average).
+    grey = image.convert("L").resize((_N, _N), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    pixels = np.asarray(grey, dtype=np.float64)
     low = (_DCT @ pixels @ _DCT.T)[:8, :8]
     if detail(low) < MIN_DETAIL:
         return None
