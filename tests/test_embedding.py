@@ -12,8 +12,9 @@ import torch
 from torchvision import models
 
 from dupdetect.embedding import weights
+from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.embedding.decode import decode
-from dupdetect.embedding.model import Embedder
+from dupdetect.embedding.model import Embedder, fold_batch_norms
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
 from dupdetect.settings import ModelSettings
@@ -66,6 +67,26 @@ def test_vectors_are_unit_length_and_deterministic(lite0: Embedder) -> None:
     assert first.shape == (2, 1280) and first.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("model", ["efficientnet_lite0", "resnet50"])
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_folding_batch_norms_keeps_the_descriptor(model: str, depthwise: bool) -> None:
+    """Vectors stored before the folding stay comparable: the folded trunk computes the same
+    features (the unfolded one is the reference), with no BatchNorm left to run."""
+    torch.manual_seed(0)
+    trunk = BACKBONES[model].build().eval()
+    for module in trunk.modules():  # trained-looking statistics, not the identity of a fresh layer
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.05, 2.0)
+    batch = torch.from_numpy(pixels(jpeg("coffee"), jpeg("chelsea"))).permute(0, 3, 1, 2).float() / 255
+    folded = fold_batch_norms(trunk, depthwise=depthwise)
+    with torch.inference_mode():
+        expected, got = trunk(batch), folded(batch)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    left = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert left == [] if depthwise or model == "resnet50" else len(left) == 16  # Lite0's depthwise layers
 
 
 def test_bf16_agrees_with_fp32_on_real_photos(lite0: Embedder) -> None:

