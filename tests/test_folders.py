@@ -74,6 +74,15 @@ async def test_ingest_to_a_running_service(folder: Path, base_url: str, tmp_path
     assert "0 added (0 duplicate pairs found), 3 already stored" in out
 
 
+async def test_ingest_to_a_running_service_names_each_refused_file(folder: Path, base_url: str, tmp_path: Path) -> None:
+    """A batch the service refuses whole (422: no usable image) reports each file's own error."""
+    (folder / "broken.jpg").write_bytes(truncated_jpeg())
+    code, out = await dupdetect("ingest", str(folder), "--url", base_url, "--batch", "1", data_dir=tmp_path)
+    assert code == 1, out
+    assert "3 added" in out and "1 failed" in out
+    assert "failed: broken.jpg: the JPEG data is truncated or corrupt" in out
+
+
 async def test_byte_identical_copies_are_paired_and_a_rerun_skips_them(folder: Path, tmp_path: Path) -> None:
     (folder / "COPY_chelsea.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
     report = tmp_path / "report.html"
