@@ -17,7 +17,7 @@ from litestar.response import Redirect
 from dupdetect.api.errors import error_responses
 from dupdetect.images.service import ImageService
 from dupdetect.review.deps import provide_review
-from dupdetect.review.schemas import GroupsPage, Marked, MarkOut, Marks, NotDuplicate, group_out, mark_out, marks_csv
+from dupdetect.review.schemas import GroupsPage, Marked, MarkOut, Marks, NotDuplicate, group_out, mark_out, marks_as_csv
 from dupdetect.review.service import ReviewService
 
 PAGE = (resources.files("dupdetect.review") / "ui" / "index.html").read_text(encoding="utf-8")
@@ -62,7 +62,6 @@ class ReviewController(Controller):
     async def thumbnail(self, image_id: FromPath[uuid.UUID], images: NamedDependency[ImageService]) -> Response[bytes]:
         data = await images.thumbnail(image_id)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
-
 
 
 class DecisionsController(Controller):
@@ -120,7 +119,7 @@ class DecisionsController(Controller):
     async def marks_csv(self, review: NamedDependency[ReviewService]) -> Response[str]:
         rows = [mark_out(marked) for marked in await review.marks()]
         return Response(
-            marks_csv(rows), media_type="text/csv",
+            marks_as_csv(rows), media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="dupdetect-marks.csv"'},
         )
 

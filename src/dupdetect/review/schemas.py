@@ -79,7 +79,7 @@ def mark_out(marked: MarkedImage) -> MarkOut:
     )
 
 
-def marks_csv(rows: list[MarkOut]) -> str:
+def marks_as_csv(rows: list[MarkOut]) -> str:
     """Spreadsheet-safe: a cell starting with = + - @ is not read as a formula."""
     out = io.StringIO()
     writer = csv.writer(out)
