@@ -5,7 +5,7 @@
 - ``duplicates.matched_points``: how many keypoints one homography mapped between the pair
   (NULL: not checked: exact copies, pairs trusted on hash and descriptor, older rows).
 - ``duplicate_pairs`` gains ``matched_points``; ``duplicate_groups`` is rebuilt with the rule the
-  API uses (``dupdetect.images.duplicates.groups``): every image joins its best-ranked duplicate that
+  API uses (``GET /groups`` and ``dupdetect scan`` read this view): every image joins its best-ranked duplicate that
   ranks above it, so each group is one best copy and images paired with it directly, with the
   pair that put each one there. No chains: a group never holds two images that are linked only
   through others. An image that ranks above all its duplicates while each of them joined a
@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 
 RANK = "i.width::bigint * i.height DESC, i.byte_size DESC, i.taken_at NULLS LAST, coalesce(i.filename, i.url), i.id"
-"""The keeper order (dupdetect.images.duplicates.keeper_rank): largest resolution, largest file,
+"""The keeper order (the group's best copy, the API's ``keep``): largest resolution, largest file,
 earliest taken, name."""
 
 

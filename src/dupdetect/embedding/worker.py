@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class Overloaded(DupdetectError):
     """No room for the work: 503, and the client retries after ``retry_after`` seconds (the time
-    the work waiting now takes, by the model's recent speed)."""
+    the work waiting now takes, by the model's recent speed), sent as Retry-After."""
 
     status = 503
 
@@ -33,7 +33,6 @@ class Overloaded(DupdetectError):
         super().__init__(
             "overloaded", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)}
         )
-        self.retry_after = retry_after
 
 
 @dataclass

@@ -225,8 +225,6 @@ class VectorStore(Protocol):
         """For each of these SHA-256s that is stored, the file names it is stored under
         (resumable folder ingests skip a file already stored under its name, not its copies)."""
 
-    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]: ...
-
     async def ping(self) -> None:
         """Raise if the store cannot answer."""
 

@@ -326,13 +326,6 @@ class PgVectorStore:
             ))
         return [DuplicateGroup(keep=group[0].image, members=group) for group in members.values()]
 
-    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
-        rows = await self.pool.fetch(
-            f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.id = ANY($1::uuid[]) AND i.collection = $2",
-            ids, self.collection,
-        )
-        return [_image(row) for row in rows]
-
     async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         rows = await self.pool.fetch(
             "SELECT DISTINCT sha256, filename FROM images WHERE collection = $2 AND sha256 = ANY($1::text[])",

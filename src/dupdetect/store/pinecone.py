@@ -307,10 +307,6 @@ class PineconeStore:
             names.setdefault(image.sha256, set()).add(image.filename)
         return names
 
-    async def get_images(self, ids: list[uuid.UUID]) -> list[StoredImage]:
-        found = await asyncio.gather(*(self._find(image_id) for image_id in ids))
-        return [image for image in found if image is not None]
-
     async def _find(self, image_id: uuid.UUID) -> StoredImage | None:
         hits = await self._query(self._probe, 1, {"image_id": {"$eq": str(image_id)}})
         return hits[0][0] if hits else None
