@@ -182,3 +182,61 @@ async def test_scan_lists_the_copies_to_remove_and_moves_them_only_when_asked(fo
     assert code == 0, out
     assert (folder / "chelsea.jpg").exists() and not (folder / "it's a copy.jpg").exists()
     assert (aside / "it's a copy.jpg").exists() and (aside / "trip" / "chelsea-small.jpg").exists()
+
+
+async def test_folder_commands_refuse_a_missing_folder_or_a_file_in_one_line(folder: Path, tmp_path: Path) -> None:
+    for command in ("scan", "ingest"):
+        for path in (tmp_path / "nowhere", folder / "chelsea.jpg"):
+            code, out = await dupdetect(command, str(path), data_dir=tmp_path / "data")
+            assert code == 2 and out.strip().startswith("dupdetect: error: ") and len(out.strip().splitlines()) == 1, out
+    code, out = await dupdetect("scan", str(folder), "--report", str(tmp_path / "no" / "r.html"), data_dir=tmp_path)
+    assert code == 2 and "does not exist" in out and "Traceback" not in out
+
+
+async def test_scan_skips_hidden_and_excluded_folders_and_its_own_move_target(folder: Path, tmp_path: Path) -> None:
+    for hidden in (".thumbnails", "@eaDir", "raw"):
+        (folder / hidden).mkdir()
+        (folder / hidden / "chelsea.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
+    (folder / "line\nbreak.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
+    aside, listing = folder / "_dupes", tmp_path / "trash"
+    args = ("--report", str(tmp_path / "r.html"), "--exclude", "raw", "--json", str(tmp_path / "g.json"))
+    code, out = await dupdetect("scan", str(folder), *args, "--trash-list", str(listing), data_dir=tmp_path)
+    scanned = {m["file"] for g in json.loads((tmp_path / "g.json").read_text())["groups"] for m in g["members"]}
+    assert not any(name.startswith((".thumbnails", "@eaDir", "raw")) for name in scanned)
+    assert "line\nbreak.jpg" in scanned and code == 1 and "use --null" in out  # never split over two lines
+    assert "break.jpg" not in listing.read_text()
+    code, out = await dupdetect("scan", str(folder), *args, "--trash-list", str(listing), "--null", data_dir=tmp_path)
+    assert code == 0 and str(folder / "line\nbreak.jpg").encode() + b"\0" in listing.read_bytes()
+
+    code, out = await dupdetect("scan", str(folder), *args, "--move-to", str(aside), data_dir=tmp_path)
+    assert code == 0 and (aside / "line\nbreak.jpg").exists()
+    code, out = await dupdetect("scan", str(folder), *args, "--move-to", str(aside), data_dir=tmp_path)
+    assert code == 0 and "0 duplicate groups" in out and not (aside / "_dupes").exists()  # never its own target again
+
+
+async def test_scan_keeps_copies_in_a_reference_folder(folder: Path, tmp_path: Path) -> None:
+    (folder / "archive").mkdir()
+    (folder / "archive" / "cat-small.jpg").write_bytes(edited_copy("chelsea"))
+    listing, out_json = tmp_path / "trash", tmp_path / "g.json"
+    code, out = await dupdetect("scan", str(folder), "--report", str(tmp_path / "r.html"), "--trash-list", str(listing),
+                                "--json", str(out_json), "--keep-in", "archive", data_dir=tmp_path)
+    assert code == 0, out
+    [group] = [g for g in json.loads(out_json.read_text())["groups"] if len(g["members"]) > 2]
+    assert group["keep"] == "archive/cat-small.jpg" and group["keep_reason"].startswith("kept: in a reference folder")
+    assert "archive" not in listing.read_text() and "chelsea.jpg" in listing.read_text()
+
+
+async def test_a_parent_and_a_child_ingested_under_one_root_store_nothing_twice(folder: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out = await dupdetect("ingest", str(folder / "trip"), "--root", str(folder), data_dir=data)
+    assert code == 0 and "2 added" in out, out
+    code, out = await dupdetect("ingest", str(folder), "--root", str(folder), data_dir=data)
+    assert code == 0 and "1 added" in out and "2 already stored" in out, out  # trip/… has the same names
+    code, out = await dupdetect("ingest", str(folder), "--root", str(folder / "trip"), data_dir=data)
+    assert code == 2 and out.startswith("dupdetect: error: ") and "not under --root" in out
+
+
+async def test_ingest_into_an_unknown_collection_is_one_line(folder: Path, tmp_path: Path) -> None:
+    code, out = await dupdetect("ingest", str(folder), "--collection", "nosuch", data_dir=tmp_path / "data")
+    assert code == 2 and out.strip().splitlines() == [
+        "dupdetect: error: no collection 'nosuch'; `dupdetect keys create --collection nosuch` makes it"]

@@ -77,6 +77,8 @@ async def test_analysts_get_pairs_with_names_and_groups_without_recursive_sql(
     await upload(http, base_url, ("a.jpg", jpeg("rocket")))
     await upload(http, base_url, ("b.jpg", edited_copy("rocket")), ("c.jpg", jpeg("coffee")), ("d.jpg", jpeg("coffee", 60)))
     await upload(http, base_url, ("e.jpg", jpeg("rocket", 60)))  # a third copy: one group of three
+    async with http.get(f"{base_url}/groups") as resp:  # rebuilds the groups now (the service does within seconds)
+        assert resp.status == 200
     conn = await asyncpg.connect(settings.database.database_url)
     try:
         pairs = await conn.fetch("SELECT image, duplicate, kind, image_phash FROM duplicate_pairs")

@@ -40,7 +40,7 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
     options.binary_location = shutil.which("chromium") or ""
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1100,900"):
+                 "--window-size=1100,1400"):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=options, service=service)
@@ -73,6 +73,31 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
         assert "near exact 0.9" in copy.text  # the pair that put it in the group, with the best copy
         next(b for b in copy.find_elements(By.TAG_NAME, "button") if b.text == "Trash").click()
         WebDriverWait(driver, 30).until(lambda _: copy.get_attribute("data-mark") == "trash")
+        # After a reload the mark is still shown, with the reason for the keeper.
+        driver.refresh()
+        driver.find_element(By.ID, "tab-groups").click()
+        WebDriverWait(driver, 30).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".card.group figure")))
+        assert driver.find_element(By.CSS_SELECTOR, ".card.group .reason").text.startswith("kept: ")
+        def marks(d: webdriver.Chrome) -> list[str]:  # read in one go: the page re-renders the groups
+            return list(d.execute_script(
+                "return [...document.querySelectorAll('.card.group figure')].map((f) => f.dataset.mark)"))
+
+        assert marks(driver) == ["", "trash"]
+        # One click keeps the suggested copy and trashes the rest; Undo puts the marks back.
+        group = driver.find_element(By.CSS_SELECTOR, ".card.group")
+        next(b for b in group.find_elements(By.TAG_NAME, "button") if b.text.startswith("Keep suggested")).click()
+        WebDriverWait(driver, 30).until(lambda d: marks(d) == ["keep", "trash"])
+        driver.find_element(By.CSS_SELECTOR, "#bulk-status button").click()  # Undo
+        WebDriverWait(driver, 30).until(lambda d: marks(d) == ["", "trash"])
+        # Side by side: the keeper and the copy, full size, with what each holds and the pair.
+        copy = driver.find_elements(By.CSS_SELECTOR, ".card.group figure")[1]
+        next(b for b in copy.find_elements(By.TAG_NAME, "button") if b.text == "Compare").click()
+        WebDriverWait(driver, 30).until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".compare")))
+        WebDriverWait(driver, 30).until(lambda d: all(
+            img.get_attribute("naturalWidth") not in (None, "0") for img in d.find_elements(By.CSS_SELECTOR, ".compare img")))
+        shown = driver.find_element(By.CSS_SELECTOR, ".compare").text
+        assert "Suggested keep" in shown and "This copy" in shown and "bytes" in shown and "near exact" in shown
+        driver.execute_script("window.scrollTo(0, 0)")
         return kinds, driver.get_screenshot_as_png()
     finally:
         driver.quit()

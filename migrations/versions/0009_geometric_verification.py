@@ -73,6 +73,11 @@ def upgrade() -> None:
         FROM duplicates d JOIN images a ON a.id = d.image_id JOIN images b ON b.id = d.duplicate_id
         """
     )
+    create_groups_view()
+
+
+def create_groups_view() -> None:
+    """The rank-based groups of this revision (0010 replaces them; its downgrade calls this)."""
     op.execute(
         f"""
         CREATE OR REPLACE VIEW duplicate_groups AS

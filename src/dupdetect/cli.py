@@ -215,26 +215,44 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _files(args: argparse.Namespace, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """The images a folder command works on, after --exclude and --hidden; the folder must exist."""
+    from dupdetect.folders.files import existing_folder, image_files
+
+    return list(image_files(existing_folder(args.folder), exclude=args.exclude, hidden=args.hidden, skip=skip))
+
+
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
-    from dupdetect.folders.files import image_files
     from dupdetect.folders.ingest import IngestReport, http_client, ingest_folder, ingest_folder_locally
     from dupdetect.keys import check_collection
-    from dupdetect.runtime import running
 
+    files = _files(args)
+    root = args.root or args.folder
     report = IngestReport()
 
     async def run() -> None:
         if args.url:
             async with aiohttp.ClientSession() as session:
                 send, known = http_client(args.url.rstrip("/"), session, args.api_key)
-                files = list(image_files(args.folder))
-                await ingest_folder(args.folder, files, send=send, known=known, batch=args.batch, report=report)
+                try:
+                    await ingest_folder(root, files, send=send, known=known, batch=args.batch, report=report)
+                except aiohttp.ClientResponseError as exc:
+                    raise OperatorError(f"{args.url} answered {exc.status} {exc.message}"
+                                        + (" (a key is needed: --api-key)" if exc.status == 401 else "")) from None
+                except aiohttp.ClientError as exc:
+                    raise OperatorError(f"cannot reach {args.url}: {exc}") from None
         else:
+            from dupdetect.runtime import running
+
+            collection = check_collection(args.collection)
             async with running(settings, sweep=False) as runtime:
-                images = runtime.images.scoped(check_collection(args.collection))
-                await ingest_folder_locally(args.folder, images, batch=args.batch, report=report)
+                if collection not in await runtime.images.collections():
+                    raise OperatorError(f"no collection {collection!r}; `dupdetect keys create --collection "
+                                        f"{collection}` makes it")
+                images = runtime.images.scoped(collection)
+                await ingest_folder_locally(root, files, images, batch=args.batch, report=report)
 
     try:
         asyncio.run(run())
@@ -258,12 +276,16 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     # A one-off command: its own progress and summary, not the service's JSON logs.
     configure_logging("info" if args.verbose else "error")
 
-    import shlex
-
     from dupdetect.folders.ingest import IngestReport, ingest_folder_locally
-    from dupdetect.folders.scan import move_aside, removable, report_html, scan_groups, scan_json
+    from dupdetect.folders.scan import move_aside, removable, report_html, scan_groups, scan_json, trash_list
+    from dupdetect.review.keeper import KeeperPolicy
     from dupdetect.runtime import running
 
+    for output in (args.report, args.json, args.trash_list):
+        if output is not None and not output.resolve().parent.is_dir():
+            raise OperatorError(f"{output}: the folder {output.parent} does not exist")
+    files = _files(args, skip=(args.move_to,) if args.move_to else ())
+    policy = KeeperPolicy(folders=tuple(args.keep_in), format=args.prefer_format, prefer=args.prefer)
     duplicates = settings.duplicates
     if args.threshold is not None:
         duplicates = msgspec.structs.replace(duplicates, near_threshold=args.threshold)
@@ -278,14 +300,17 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             duplicates=duplicates,
         )
         async with running(scratch, sweep=False) as runtime:
-            await ingest_folder_locally(args.folder, runtime.images, batch=args.batch, report=report)
-            groups = await scan_groups(runtime.images)  # a scan always runs on pgvector
+            await ingest_folder_locally(args.folder, files, runtime.images, batch=args.batch, report=report)
+            groups = await scan_groups(runtime.images, policy)  # a scan always runs on pgvector
         args.report.write_text(report_html(args.folder, groups), encoding="utf-8")
         if args.json is not None:
             args.json.write_bytes(scan_json(args.folder, groups, report))
-        extra = removable(args.folder, groups)
+        extra = removable(args.folder, groups, policy)
         if args.trash_list is not None:  # for a person (or a script) to review, then run
-            args.trash_list.write_text("".join(f"{shlex.quote(str(path))}\n" for path in extra), encoding="utf-8")
+            listed, unlisted = trash_list(extra, null=args.null)
+            args.trash_list.write_bytes(listed)
+            report.failed += [f"{path!r}: its name holds a line break; left out of the list (use --null)"
+                              for path in unlisted]
         if args.move_to is not None:
             report.failed += move_aside(args.folder, extra, args.move_to)
         return _summary(
@@ -298,7 +323,18 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
         )
 
     with tempfile.TemporaryDirectory(prefix="dupdetect-scan-") as tmp:
-        return asyncio.run(run(Path(tmp)))
+        try:
+            return asyncio.run(run(Path(tmp)))
+        except KeyboardInterrupt:  # nothing was written or moved yet, or all of it was
+            print("\ndupdetect: interrupted; nothing more was written or moved", file=sys.stderr)
+            return 130
+
+
+def _folder_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                         help="leave out paths (under FOLDER) or names matching GLOB, e.g. '*/raw/*' (repeatable)")
+    command.add_argument("--hidden", action="store_true",
+                         help="also look in hidden files and folders (.thumbnails, .Trash, @eaDir are skipped by default)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -326,6 +362,9 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--batch", type=int, default=32, help="images per request")
     ing.add_argument("--api-key", help="with --url: the key of the collection to add to, if the service needs one")
     ing.add_argument("--collection", default="default", help="without --url: the collection to add to")
+    ing.add_argument("--root", type=Path, help="store names relative to this folder (default: FOLDER), so that a"
+                     " folder and its parent ingested under one root agree on every file; / stores absolute paths")
+    _folder_options(ing)
     ing.set_defaults(run=_ingest)
 
     scan = commands.add_parser("scan", help="find duplicates in a folder and write an HTML report")
@@ -338,7 +377,14 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted"
     )
-    scan.add_argument("--move-to", type=Path, help="move those copies into this folder (relative paths kept; nothing is deleted)")
+    scan.add_argument("--move-to", type=Path, help="move those copies into this folder (relative paths kept; nothing is"
+                      " deleted); a later scan does not look inside it")
+    scan.add_argument("--null", action="store_true", help="--trash-list: NUL-separated paths (for xargs -0), not quoted lines")
+    scan.add_argument("--keep-in", action="append", default=[], metavar="DIR",
+                      help="a reference folder under FOLDER (repeatable): its copies are kept, never listed or moved")
+    scan.add_argument("--prefer-format", metavar="FORMAT", help="keep a copy in this format (JPEG, PNG, …) when a group has one")
+    scan.add_argument("--prefer", choices=("oldest", "newest"), help="keep the oldest or newest date taken")
+    _folder_options(scan)
     scan.set_defaults(run=_scan)
 
     keys_cmd = commands.add_parser("keys", help="API keys: each opens one collection")

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY_S = 0.5
 """How often the embedded PostgreSQL is checked for life."""
+GROUPS_EVERY_S = 5.0
+"""How often the groups of collections whose pairs changed are rebuilt, for analysts reading
+``duplicate_groups`` (``GET /groups`` rebuilds them itself before it answers)."""
 SETTLE_EVERY_S = 60.0
 """How often unsettled requests (an ingest killed between its commit and its concurrent
 check, or a bulk load cut off before its k-NN pass) get their missing pairs searched."""
@@ -150,10 +153,19 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
         stack.push_async_callback(fetcher.close)
         images = ImageService(store, pipeline, fetcher, settings.duplicates)
         if sweep:
-            sweeper = asyncio.create_task(_settle_forever(images))
-            stack.callback(sweeper.cancel)
+            for task in (_settle_forever(images), _refresh_groups_forever(images)):
+                stack.callback(asyncio.create_task(task).cancel)
         keys = KeyRegistry(pool) if pool is not None else None
         yield Runtime(settings=settings, keys=keys, images=images)
+
+
+async def _refresh_groups_forever(images: ImageService) -> None:
+    while True:
+        try:
+            await images.refresh_groups()
+        except Exception:  # the database may be down for a moment; the next round tries again
+            log.exception("rebuilding duplicate groups failed")
+        await asyncio.sleep(GROUPS_EVERY_S)
 
 
 async def _settle_forever(images: ImageService) -> None:

@@ -158,6 +158,10 @@ class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
     without keypoints: the Pinecone store, rows from before version 0009)."""
     top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
     ef_search: Annotated[int, Meta(ge=1, le=1000)] = 100
+    originals_dir: Path | None = None
+    """A folder whose files were ingested with ``dupdetect ingest --root`` of it (or scanned from
+    it): the review page's side-by-side view then shows them at full size. Only files under it
+    whose bytes still match what was stored (SHA-256) are served."""
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from dupdetect.embedding import geometry
+from dupdetect.embedding import geometry, quality
 from dupdetect.embedding.perceptual import phash
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import MB
@@ -61,6 +61,14 @@ class DecodedImage:
     width: int
     height: int
     """Of the original, after EXIF orientation."""
+    content_width: int = 0
+    content_height: int = 0
+    """The picture, in the original's pixels: padding trimmed, a rotation's filled corners left out."""
+    detail_scale: float = 1.0
+    """How many times the picture was enlarged, where that shows clearly (:func:`dupdetect.embedding.quality.upscale`); else 1."""
+    jpeg_quality: int | None = None
+    artefacts: tuple[quality.Artefact, ...] = ()
+    """Marks of editing (:mod:`dupdetect.embedding.quality`): the keeper rule prefers copies without."""
     taken_at: datetime | None = None
     """EXIF DateTimeOriginal: the camera's local time, no time zone."""
     camera_make: str | None = None
@@ -169,11 +177,13 @@ def _draft_box(full: tuple[int, int], size: int, keypoints: bool) -> tuple[int, 
     return max(1, round(full[0] * scale)), max(1, round(full[1] * scale))
 
 
-def _decode_cost(image: Image.Image) -> int:
-    """Bytes decoding will allocate: the decoded raster plus its RGB copy."""
+def _decode_cost(image: Image.Image, stored_size: tuple[int, int]) -> int:
+    """Bytes decoding will allocate: the decoded raster plus its RGB copy (and, for a reduced JPEG
+    decode, the grey image at the stored size that the upscale check reads)."""
     width, height = image.size
     sample = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
-    return width * height * (len(image.getbands()) * sample + 3)
+    grey = stored_size[0] * stored_size[1] if stored_size != image.size else 0
+    return width * height * (len(image.getbands()) * sample + 3) + grey
 
 
 def decode(
@@ -205,12 +215,14 @@ def decode(
             camera = _camera(exif)
             if orientation in _ORIENTATION_SWAPS:
                 width, height = height, width
+            stored_size = image.size
+            jpeg_quality = quality.jpeg_quality(image)
             if image.format == "JPEG":
                 # Decode at 1/2, 1/4 or 1/8 scale when that still covers the model input and the
                 # keypoints' image: most of a large photo's decode time is spent on pixels we
                 # would throw away.
                 image.draft("RGB", _draft_box(image.size, size, keypoints))
-            cost = _decode_cost(image)  # after draft: what decoding this image really allocates
+            cost = _decode_cost(image, stored_size)  # after draft: what decoding this image really allocates
             if max_decode_bytes is not None and cost > max_decode_bytes:
                 raise DecodeError(
                     "too_many_pixels",
@@ -218,6 +230,11 @@ def decode(
                     f" the limit is {max_decode_bytes / MB:,.0f} MB (DUPDETECT_MAX_DECODE_BYTES)",
                 )
             image.load()
+            stored_grey = None
+            if image.size != stored_size:  # reduced: an upscale shows only at the stored size
+                stored_grey = Image.open(io.BytesIO(data))
+                stored_grey.draft("L", stored_size)
+                stored_grey.load()
             rgb, drawn = _flatten(ImageOps.exif_transpose(image))
     except DecodeError:
         raise
@@ -230,6 +247,8 @@ def decode(
     content = _content(rgb, drawn)
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = content.convert("L")  # once, for the hash and the keypoints
+    scale = width / rgb.width  # the draft's reduction, if any
+    held = quality.assess(kind, rgb, content, stored_grey=stored_grey)
     return DecodedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
@@ -240,5 +259,10 @@ def decode(
         format=kind,
         width=width,
         height=height,
+        content_width=min(width, round(held.width * scale)),
+        content_height=min(height, round(held.height * scale)),
+        jpeg_quality=jpeg_quality,
+        detail_scale=held.upscale,
+        artefacts=tuple(held.artefacts),
         **camera,
     )

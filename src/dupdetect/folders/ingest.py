@@ -13,7 +13,7 @@ import aiohttp
 import msgspec
 
 from dupdetect.api.errors import ErrorDetail, ErrorResponse
-from dupdetect.folders.files import image_files, sha256_of
+from dupdetect.folders.files import sha256_of, stored_name
 from dupdetect.images.body import Item, ItemError
 from dupdetect.images.ingest import ingest_item
 from dupdetect.images.schemas import IngestItem, IngestResponse, KnownFiles
@@ -56,16 +56,16 @@ Lookup = Callable[[list[str]], Awaitable[dict[str, set[str | None]]]]
 
 
 async def ingest_folder(
-    folder: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int, report: IngestReport | None = None
+    root: Path, files: list[Path], *, send: Sender, known: Lookup, batch: int, report: IngestReport | None = None
 ) -> IngestReport:
-    """Send each of ``files`` (under ``folder``, which names them) not stored yet under its name,
+    """Send each of ``files`` (under ``root``, which names them) not stored yet under its name,
     ``batch`` files a request. A byte-identical copy under another name is sent: it is stored
     and paired with the original (``exact``), as anyone running a duplicate finder expects."""
     report = report or IngestReport()  # the caller's, to report what was done if interrupted
     progress = Progress(len(files), "ingest")
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        names = [str(path.relative_to(folder)) for path in chunk]
+        names = [stored_name(path, root) for path in chunk]
         hashes = [sha256_of(path) for path in chunk]
         stored = await known(hashes)
         todo = [(name, path) for name, path, digest in zip(names, chunk, hashes, strict=True)
@@ -123,14 +123,13 @@ def local_client(images: ImageService) -> tuple[Sender, Lookup]:
 
 
 async def ingest_folder_locally(
-    folder: Path, images: ImageService, *, batch: int, report: IngestReport | None = None
+    root: Path, files: list[Path], images: ImageService, *, batch: int, report: IngestReport | None = None
 ) -> IngestReport:
     """``dupdetect ingest DIR`` / ``scan DIR`` in-process: bulk load, then one k-NN pass.
     Interrupted, it resumes: stored files are skipped by SHA-256, unsettled requests searched."""
-    files = list(image_files(folder))
     send, known = local_client(images)
     async with images.bulk_load(len(files)):
-        report = await ingest_folder(folder, files, send=send, known=known, batch=batch, report=report)
+        report = await ingest_folder(root, files, send=send, known=known, batch=batch, report=report)
     report.duplicates = await find_pairs(images, report.added)
     return report
 

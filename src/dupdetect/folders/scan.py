@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import html
+import os
+import shlex
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -15,17 +17,24 @@ import msgspec
 from dupdetect.errors import NotFound
 from dupdetect.folders.ingest import IngestReport
 from dupdetect.images.service import ImageService
-from dupdetect.store.base import Pair, StoredImage
+from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, has_camera
+from dupdetect.store.base import DuplicateGroup, StoredImage
 
 
 @dataclass
 class ScanGroup:
-    """A best copy (the keeper) and its direct duplicates, each with the pair that joins them."""
+    """A group (the keeper first) with the thumbnails the page shows."""
 
-    members: list[StoredImage]
-    pairs: list[Pair]
-    keeper: StoredImage
+    group: DuplicateGroup
     thumbnails: dict[uuid.UUID, bytes | None]
+
+    @property
+    def keeper(self) -> StoredImage:
+        return self.group.keep
+
+    @property
+    def members(self) -> list[StoredImage]:
+        return [m.image for m in self.group.members]
 
 
 async def _thumbnail(images: ImageService, image_id: uuid.UUID) -> bytes | None:
@@ -35,31 +44,32 @@ async def _thumbnail(images: ImageService, image_id: uuid.UUID) -> bytes | None:
         return None
 
 
-async def scan_groups(images: ImageService) -> list[ScanGroup]:
-    """Every group of the collection, with the thumbnails the page shows."""
-    groups, _ = await images.review().groups()
-    found = []
-    for group in groups:
-        members = [m.image for m in group.members]
-        found.append(ScanGroup(
-            members=members,
-            pairs=[
-                Pair(image_id=m.image.id, duplicate_id=group.keep.id, similarity=m.similarity or 0.0, kind=m.joined_as,
-                     matched_points=m.matched_points)
-                for m in group.members if m.joined_as is not None
-            ],
-            keeper=group.keep,
-            thumbnails={m.id: await _thumbnail(images, m.id) for m in members},
-        ))
-    return found
+async def scan_groups(images: ImageService, policy: KeeperPolicy = DEFAULT_POLICY) -> list[ScanGroup]:
+    """Every group of the collection, the keeper of each chosen by ``policy``, with thumbnails."""
+    found = await images.review().groups(policy=policy)
+    return [
+        ScanGroup(group=group, thumbnails={m.image.id: await _thumbnail(images, m.image.id) for m in group.members})
+        for group in found.groups
+    ]
 
 
-def removable(folder: Path, groups: list[ScanGroup]) -> list[Path]:
-    """Every copy but the suggested keeper of each group, as paths under ``folder``. An image
-    that keeps a group of its own stays, even when it is a copy in another's group."""
+def removable(folder: Path, groups: list[ScanGroup], policy: KeeperPolicy = DEFAULT_POLICY) -> list[Path]:
+    """Every copy but the keepers, as paths under ``folder``, each once: one pass of "keep the
+    best, trash the rest" leaves one file per picture. A keeper is never listed, even when it
+    is a copy in another group (a collage holds two photos), nor a file in a reference folder."""
     keepers = {g.keeper.id for g in groups}
-    copies = {m.id: m for g in groups for m in g.members if m.id not in keepers and m.filename}
+    copies = {m.id: m for g in groups for m in g.members if m.id not in keepers and not policy.in_folder(m)}
     return [folder / m.filename for m in copies.values() if m.filename]
+
+
+def trash_list(paths: list[Path], *, null: bool) -> tuple[bytes, list[Path]]:
+    """The trash list's bytes: NUL-separated paths, or one shell-quoted path a line, where a
+    name holding a line break is left out (returned) rather than split in two."""
+    if null:
+        return b"".join(os.fsencode(path) + b"\0" for path in paths), []
+    listed = [path for path in paths if "\n" not in str(path) and "\r" not in str(path)]
+    text = "".join(f"{shlex.quote(str(path))}\n" for path in listed)
+    return text.encode("utf-8", "surrogateescape"), [path for path in paths if path not in listed]
 
 
 def move_aside(folder: Path, paths: list[Path], target: Path) -> list[str]:
@@ -91,15 +101,17 @@ def scan_json(folder: Path, groups: list[ScanGroup], report: IngestReport) -> by
         "groups": [
             {
                 "keep": group.keeper.filename,
+                "keep_reason": group.group.reason,
                 "members": [
                     {"file": m.filename, "width": m.width, "height": m.height, "format": m.format,
-                     "bytes": m.byte_size, "sha256": m.sha256}
+                     "bytes": m.byte_size, "sha256": m.sha256, "jpeg_quality": m.jpeg_quality,
+                     "artefacts": m.artefacts, "camera": has_camera(m)}
                     for m in group.members
                 ],
                 "pairs": [
-                    {"a": name(p.image_id, group), "b": name(p.duplicate_id, group), "kind": p.kind,
-                     "similarity": round(p.similarity, 4)}
-                    for p in group.pairs
+                    {"a": m.image.filename, "b": name(m.via, group), "kind": m.joined_as,
+                     "similarity": round(m.similarity or 0.0, 4), "matched_points": m.matched_points}
+                    for m in group.group.members if m.via is not None
                 ],
             }
             for group in groups
@@ -121,12 +133,13 @@ def report_html(folder: Path, groups: list[ScanGroup]) -> str:
         )
         names = {m.id: m.filename or "" for m in group.members}
         pairs = "".join(
-            f"<li>{html.escape(names[p.image_id])} ↔ {html.escape(names[p.duplicate_id])}:"
-            f" {p.kind.replace('_', ' ')} {p.similarity:.3f}</li>"
-            for p in group.pairs
+            f"<li>{html.escape(names[m.image.id])} ↔ {html.escape(names[m.via])}:"
+            f" {(m.joined_as or '').replace('_', ' ')} {m.similarity or 0:.3f}</li>"
+            for m in group.group.members if m.via is not None
         )
         blocks.append(
-            f"<section><h2>Group {number}: {len(group.members)} images</h2><div>{figures}</div><ul>{pairs}</ul></section>"
+            f"<section><h2>Group {number}: {len(group.members)} images</h2><p>{html.escape(group.group.reason)}</p>"
+            f"<div>{figures}</div><ul>{pairs}</ul></section>"
         )
     body = "".join(blocks) or "<p>No duplicates found.</p>"
     return (

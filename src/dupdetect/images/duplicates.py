@@ -48,6 +48,11 @@ MAX_CHECKS = 12
 in a large collection has many candidates above the similarity floor, and a copy, when there is
 one, is nearly always among the most similar. Checks that confirm a pair do not count (a
 request of many copies of one photo checks them all)."""
+RECORDED = 100
+"""Pairs recorded per image at most: ``top_k`` limits what a response lists, not what groups
+are made of, so that every copy of a picture shot or shared fifty times lands in one group."""
+NEIGHBOURS = 64
+"""Nearest descriptors fetched per image at least (more when ``top_k`` asks for more)."""
 TRUSTED_BITS = 2
 """A hash match this close (and at ``Rules.trusted`` similarity) skips the geometric check:
 different pages of text reach similarity 0.98 but stay 8 bits apart or more."""
@@ -61,7 +66,7 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     near_exact: int
     """Largest Hamming distance between perceptual hashes for a hash match."""
     top_k: int
-    """Duplicates reported (and recorded) per image."""
+    """Duplicates reported per image (up to :data:`RECORDED` are recorded)."""
     near_exact_floor: float = 0.6
     """Similarity a hash match needs as well."""
     trusted: float = 0.95
@@ -84,8 +89,9 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def neighbours(self) -> int:
         """Vector neighbours fetched per image: more than ``top_k``, so that a near-exact match
-        ranked below several near ones (bursts, series) is still among the candidates."""
-        return 2 * self.top_k + 1
+        ranked below several near ones (bursts, series) is still among the candidates, and at
+        least :data:`NEIGHBOURS`, so that a picture's many copies all find each other."""
+        return max(2 * self.top_k + 1, NEIGHBOURS)
 
 
 def _rank(match: Match) -> tuple[int, float]:
@@ -123,12 +129,12 @@ def _propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> lis
 
 
 def _decide(query: Query, proposals: list[_Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
-    """The geometric stage: at most ``rules.top_k`` matches, checking the most likely first
+    """The geometric stage: at most :data:`RECORDED` matches, checking the most likely first
     (hash matches, then by similarity) and giving up after :data:`MAX_CHECKS` checks that fail."""
     found: list[Match] = []
     failed = 0
     for proposal in proposals:
-        if len(found) >= rules.top_k:
+        if len(found) >= RECORDED:
             break
         theirs = keypoints.get(proposal.image.id)
         checked = proposal.settled is None and query.keypoints is not None and theirs is not None
@@ -163,7 +169,7 @@ async def classify(
     store: VectorStore, queries: list[Query], found: Iterable[list[Candidate]], rules: Rules,
     known: Mapping[uuid.UUID, bytes] | None = None,
 ) -> list[list[Match]]:
-    """Each query's candidates → its duplicates, strongest first, at most ``rules.top_k``.
+    """Each query's candidates → its duplicates, strongest first, at most :data:`RECORDED`.
     ``known``: keypoints already at hand (images of the request being stored). A stored query
     (``exclude`` set) without keypoints gets its own from the store, in the same round trip as
     its candidates'."""
@@ -265,7 +271,7 @@ async def _write_request(
                 known = {match.image.id for match in found[i]}
                 extra = [m for m in judged[i] if m.image.id not in known]
                 late += _pairs([image.id], [extra])
-                found[i] = sorted(found[i] + extra, key=_rank)[: rules.top_k]
+                found[i] = sorted(found[i] + extra, key=_rank)[:RECORDED]
         await store.settle(request_id, late, model=model)
     except Exception:  # committed: the request is stored, whatever fails now (the database died)
         log.warning("request %s is stored; its check against concurrent uploads is left to the sweeper",
@@ -318,7 +324,7 @@ async def for_request(
         return [(image, matches[: rules.top_k]) for image, matches in await store.recorded_duplicates(request_id)]
     stored = await store.request_images(request_id)
     found = await _search_stored(store, stored, model=model, rules=rules)
-    return [(image, found.get(image.id, [])) for image, _ in stored]
+    return [(image, found.get(image.id, [])[: rules.top_k]) for image, _ in stored]
 
 
 async def search_again(store: VectorStore, image: StoredImage, vector: np.ndarray, *, model: str, rules: Rules) -> list[Pair]:

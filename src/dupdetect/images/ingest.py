@@ -84,6 +84,11 @@ async def _prepare(
         taken_at=image.taken_at,
         camera_make=image.camera_make,
         camera_model=image.camera_model,
+        content_width=image.content_width,
+        content_height=image.content_height,
+        jpeg_quality=image.jpeg_quality,
+        detail_scale=image.detail_scale,
+        artefacts=list(image.artefacts),
     )
 
 
@@ -128,7 +133,7 @@ async def ingest(
     found = await record_request(store, request_id, len(items), images, model=pipeline.descriptor, rules=rules)
     for image, matches in zip(images, found, strict=True):
         outcomes[image.position].image_id = image.id
-        outcomes[image.position].duplicates = matches
+        outcomes[image.position].duplicates = matches[: rules.top_k]
         for match in matches:
             DUPLICATES_FOUND.labels(match.kind).inc()
     return IngestResult(request_id=request_id, outcomes=outcomes)
@@ -140,5 +145,5 @@ async def look_up(
     """Like :func:`ingest`, storing nothing: every item's outcome with its duplicates."""
     images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
     for image, matches in zip(images, await search(store, images, model=pipeline.descriptor, rules=rules), strict=True):
-        outcomes[image.position].duplicates = matches
+        outcomes[image.position].duplicates = matches[: rules.top_k]
     return outcomes

@@ -8,6 +8,7 @@ collection, like its store; it raises :class:`~dupdetect.errors.DupdetectError` 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dupdetect.errors import NotFound, OperatorError
+from dupdetect.folders.files import sha256_of
 from dupdetect.images import duplicates
 from dupdetect.images.body import Item
 from dupdetect.images.duplicates import Rules
@@ -24,6 +26,7 @@ from dupdetect.images.reembed import ReembedReport, reembed
 from dupdetect.review.service import ReviewService
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import (
+    DEFAULT_COLLECTION,
     BulkStore,
     Match,
     RequestInfo,
@@ -36,6 +39,13 @@ from dupdetect.store.base import (
 if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
     from dupdetect.embedding.pipeline import EmbeddingPipeline
     from dupdetect.images.fetch import Fetcher
+
+
+def _original_bytes(root: Path, image: StoredImage) -> bytes | None:
+    path = (root / (image.filename or "")).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file() or sha256_of(path) != image.sha256:
+        return None
+    return path.read_bytes()
 
 
 class ImageService:
@@ -112,6 +122,22 @@ class ImageService:
         await self.store.add_request(uuid.uuid4(), len(items), images, [], model=self.descriptor)
         return outcomes + prepared
 
+    async def collections(self) -> list[str]:
+        """The collections there are (a store without them has the default one only)."""
+        if isinstance(self.store, BulkStore):
+            return await self.store.collections()
+        return [DEFAULT_COLLECTION]
+
+    async def refresh_groups(self) -> int:
+        """Rebuild the stored groups of every collection whose pairs changed (the
+        ``duplicate_groups`` view reads them); how many were rebuilt."""
+        if not isinstance(self.store, ReviewStore):
+            return 0
+        stale = await self.store.stale_groups()
+        for collection in stale:
+            await self.scoped(collection).review().refresh_groups()
+        return len(stale)
+
     async def settle_pending(
         self, *, older_than_s: float, progress: Callable[[int], None] | None = None
     ) -> tuple[int, int]:
@@ -165,6 +191,18 @@ class ImageService:
         if data is None:
             raise NotFound("thumbnail", f"no thumbnail for image {image_id}")
         return data
+
+    async def original(self, image_id: uuid.UUID) -> tuple[bytes, str]:
+        """The original file and its format, from ``DUPDETECT_ORIGINALS_DIR``: only a file under
+        it, named as stored, whose bytes are those stored (nothing else on disk is reachable)."""
+        image = await self.store.get_image(image_id)
+        root = self.settings.originals_dir
+        if image is None or root is None or image.filename is None:
+            raise NotFound("original", f"no original file is served for image {image_id} (DUPDETECT_ORIGINALS_DIR)")
+        data = await asyncio.to_thread(_original_bytes, root, image)
+        if data is None:
+            raise NotFound("original", f"{image.filename} is not under DUPDETECT_ORIGINALS_DIR as it was stored")
+        return data, image.format
 
     async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         """For each of these SHA-256s that is stored, the file names it is stored under."""

@@ -17,7 +17,19 @@ from litestar.response import Redirect
 from dupdetect.api.errors import error_responses
 from dupdetect.images.service import ImageService
 from dupdetect.review.deps import provide_review
-from dupdetect.review.schemas import GroupsPage, Marked, MarkOut, Marks, NotDuplicate, group_out, mark_out, marks_as_csv
+from dupdetect.review.keeper import KeeperPolicy, Prefer
+from dupdetect.review.schemas import (
+    GroupsPage,
+    KeepSuggested,
+    Marked,
+    MarkOut,
+    Marks,
+    NotDuplicate,
+    SuggestedMarked,
+    group_out,
+    mark_out,
+    marks_as_csv,
+)
 from dupdetect.review.service import ReviewService
 
 PAGE = (resources.files("dupdetect.review") / "ui" / "index.html").read_text(encoding="utf-8")
@@ -64,6 +76,17 @@ class ReviewController(Controller):
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
 
+    @get(
+        "/images/{image_id:str}/original",
+        summary="The original file, when DUPDETECT_ORIGINALS_DIR holds it unchanged",
+        media_type="application/octet-stream",
+        responses=error_responses((400, "Malformed image id"), (404, "No such image, or its file is not served")),
+    )
+    async def original(self, image_id: FromPath[uuid.UUID], images: NamedDependency[ImageService]) -> Response[bytes]:
+        data, kind = await images.original(image_id)
+        return Response(data, media_type=f"image/{kind.lower()}", headers={"Cache-Control": "private, max-age=3600"})
+
+
 class DecisionsController(Controller):
     """Groups, "not a duplicate" decisions and keep/trash marks: registered only when the store
     keeps pairs and decisions (pgvector), so a Pinecone deployment does not offer them at all."""
@@ -82,9 +105,15 @@ class DecisionsController(Controller):
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
+        prefer_folder: Annotated[list[str] | None, QueryParameter(
+            description="Reference folder (a name prefix, repeatable): a copy in one is the keeper")] = None,
+        prefer_format: Annotated[str | None, QueryParameter(description="Keep a copy in this format if there is one")] = None,
+        prefer: Annotated[Prefer | None, QueryParameter(description="Keep the oldest or the newest date taken")] = None,
     ) -> GroupsPage:
-        groups, total = await review.groups(page=page, page_size=page_size)
-        return GroupsPage(groups=[group_out(g, max_size) for g in groups], page=page, page_size=page_size, total=total)
+        policy = KeeperPolicy(folders=tuple(prefer_folder or ()), format=prefer_format, prefer=prefer)
+        found = await review.groups(page=page, page_size=page_size, policy=policy)
+        return GroupsPage(groups=[group_out(g, max_size) for g in found.groups], page=page, page_size=page_size,
+                          total=found.total)
 
     @post(
         "/not-duplicates",
@@ -105,6 +134,16 @@ class DecisionsController(Controller):
     )
     async def set_marks(self, data: JSONBody[Marks], review: NamedDependency[ReviewService]) -> Marked:
         return Marked(marked=await review.set_marks(data.image_ids, data.mark))
+
+    @post(
+        "/marks/suggested",
+        summary="Keep each group's suggested copy and trash the rest (given groups, or all); returns the marks before",
+        status_code=200,
+        responses=error_responses((400, "Malformed body")),
+    )
+    async def keep_suggested(self, data: JSONBody[KeepSuggested], review: NamedDependency[ReviewService]) -> SuggestedMarked:
+        previous = await review.keep_suggested(data.group_ids)
+        return SuggestedMarked(marked=len(previous), previous=previous)
 
     @get("/marks", summary="Export the keep/trash marks as JSON", responses=error_responses())
     async def marks(self, review: NamedDependency[ReviewService]) -> list[MarkOut]:

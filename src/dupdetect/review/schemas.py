@@ -10,11 +10,12 @@ from typing import Annotated
 
 import msgspec
 
-from dupdetect.store.base import DuplicateGroup, Kind, Mark, MarkedImage, StoredImage
+from dupdetect.store.base import DuplicateGroup, Kind, Mark, MarkedImage, PreviousMark, StoredImage
 
 
 class GroupPair(msgspec.Struct, kw_only=True):
-    """Why ``a`` is in the group: its recorded pair with ``b``, the group's best copy."""
+    """Why ``a`` is in the group: its verified pair with ``b``, the group's best copy or a member
+    verified against it."""
 
     a: uuid.UUID
     b: uuid.UUID
@@ -24,13 +25,22 @@ class GroupPair(msgspec.Struct, kw_only=True):
     """Keypoints one homography maps between the two (geometric check); null when not checked."""
 
 
+class GroupImage(StoredImage, frozen=True, kw_only=True):
+    mark: Mark | None = None
+    """What a person marked it (POST /marks); null if nothing."""
+
+
 class Group(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
     size: int
     """All images in the group; ``images`` holds at most ``max_size`` of them."""
     keep: uuid.UUID
-    """The best copy, listed first: the largest resolution, then file, then the earliest taken.
-    Every other member is a direct duplicate of it (groups do not chain)."""
-    images: list[StoredImage]
+    """The copy to keep, listed first: the original the others derive from (the largest picture
+    inside any padding, no edits, camera metadata, least compression, earliest taken), after the
+    request's keeper policy."""
+    keep_reason: str
+    """Why, in words."""
+    images: list[GroupImage]
     pairs: list[GroupPair]
     """For each other image listed, the pair that put it in the group."""
 
@@ -51,6 +61,17 @@ class Marks(msgspec.Struct, kw_only=True):
     image_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=1000)]
     mark: Mark | None
     """``keep``, ``trash``, or null to clear."""
+
+
+class KeepSuggested(msgspec.Struct, kw_only=True):
+    group_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)] | None = None
+    """The groups (their ``id``); null: every group of the collection."""
+
+
+class SuggestedMarked(msgspec.Struct, kw_only=True):
+    marked: int
+    previous: list[PreviousMark]
+    """Each member's mark before (null: none): POST them back to /marks to undo."""
 
 
 class Marked(msgspec.Struct, kw_only=True):
@@ -94,8 +115,10 @@ def group_out(group: DuplicateGroup, max_size: int) -> Group:
     """A group with at most ``max_size`` of its images, and the pair that put each one in it."""
     listed = group.members[:max_size]
     pairs = [
-        GroupPair(a=m.image.id, b=group.keep.id, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4),
+        GroupPair(a=m.image.id, b=m.via, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4),
                   matched_points=m.matched_points)
-        for m in listed if m.joined_as is not None
+        for m in listed if m.joined_as is not None and m.via is not None
     ]
-    return Group(size=len(group.members), keep=group.keep.id, images=[m.image for m in listed], pairs=pairs)
+    images = [GroupImage(**msgspec.structs.asdict(m.image), mark=m.mark) for m in listed]
+    return Group(id=group.id, size=len(group.members), keep=group.keep.id, keep_reason=group.reason, images=images,
+                 pairs=pairs)

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
 from dupdetect.errors import DupdetectError, NotFound
 from dupdetect.images.duplicates import Rules, undo_not_duplicate
-from dupdetect.store.base import DuplicateGroup, Mark, MarkedImage, ReviewStore
+from dupdetect.review import grouping
+from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
+from dupdetect.store.base import DuplicateGroup, GroupsPage, Mark, MarkedImage, PreviousMark, ReviewStore
+
+
+def _kept(group: DuplicateGroup, policy: KeeperPolicy) -> DuplicateGroup:
+    """The group's members in ``policy``'s order, its keeper first, and why."""
+    by_id = {m.image.id: m for m in group.members}
+    ordered = rank([m.image for m in group.members], policy)
+    return DuplicateGroup(id=group.id, members=[by_id[i.id] for i in ordered], reason=reason(ordered, policy))
 
 
 class ReviewService:
@@ -19,12 +30,23 @@ class ReviewService:
         self.descriptor = descriptor
         self.rules = rules
 
-    async def groups(self, *, page: int = 1, page_size: int | None = None) -> tuple[list[DuplicateGroup], int]:
-        """One page of the collection's groups, largest first, and how many there are in all."""
-        groups = await self.store.groups()
-        if page_size is None:
-            return groups, len(groups)
-        return groups[(page - 1) * page_size : page * page_size], len(groups)
+    async def refresh_groups(self) -> None:
+        """Rebuild the stored groups if pairs or images changed since they were built."""
+        if await self.store.groups_built():
+            return
+        version, images, pairs = await self.store.group_inputs()
+        await self.store.replace_groups(version, grouping.groups(images, pairs))
+
+    async def groups(
+        self, *, page: int = 1, page_size: int | None = None, policy: KeeperPolicy = DEFAULT_POLICY
+    ) -> GroupsPage:
+        """One page of the collection's groups, largest first, each member with its mark; the
+        keeper of each chosen by ``policy`` (membership does not depend on it)."""
+        await self.refresh_groups()
+        found = await self.store.groups(offset=(page - 1) * (page_size or 0), limit=page_size)
+        if policy == DEFAULT_POLICY:
+            return found
+        return msgspec.structs.replace(found, groups=[_kept(group, policy) for group in found.groups])
 
     async def not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> None:
         """A person says the two are different images: searches and groups leave the pair out."""
@@ -41,6 +63,12 @@ class ReviewService:
     async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
         """Mark images keep or trash (None clears); how many of them exist in this collection."""
         return await self.store.set_marks(image_ids, mark)
+
+    async def keep_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
+        """"Keep the suggested copy, trash the rest" for these groups (None: all of them, as
+        ``GET /groups`` shows them now); the marks as they were, for an undo."""
+        await self.refresh_groups()
+        return await self.store.mark_suggested(group_ids)
 
     async def marks(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""

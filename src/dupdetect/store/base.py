@@ -38,6 +38,17 @@ class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
     """When the photo was taken (EXIF, the camera's local time)."""
     camera_make: str | None = None
     camera_model: str | None = None
+    content_width: int | None = None
+    content_height: int | None = None
+    """The picture inside any padding or transparent border (None: stored before it was measured)."""
+    jpeg_quality: int | None = None
+    """Estimated from the quantisation tables (JPEG only)."""
+    detail_scale: float | None = None
+    """How many times the picture was enlarged, where that shows clearly (2 for a 2× upscale);
+    else 1. Its picture holds the detail of ``content_width``×``content_height`` divided by it."""
+    artefacts: list[str] = msgspec.field(default_factory=list)
+    """Marks of editing: ``upscaled``, ``padded``, ``filled_corners`` (a rotation's filled canvas),
+    ``decoded_jpeg`` (a lossless file holding a JPEG's pixels)."""
 
 
 class NewImage(ImageFacts, frozen=True, kw_only=True):
@@ -68,6 +79,11 @@ class MarkedImage(msgspec.Struct, frozen=True, kw_only=True):
     image: StoredImage
     mark: Mark
     marked_at: datetime
+
+
+class PreviousMark(msgspec.Struct, frozen=True, kw_only=True):
+    image_id: uuid.UUID
+    mark: Mark | None
 
 
 class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,23 +141,35 @@ class Pair(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class GroupMember(msgspec.Struct, frozen=True, kw_only=True):
-    """An image of a group and the pair that put it there: with the group's best copy."""
+    """An image of a group, the pair that put it there, and what a person marked it."""
 
     image: StoredImage
+    via: uuid.UUID | None = None
+    """The image it was verified against: the group's best copy or a member joined to it;
+    None for the best copy itself."""
     joined_as: Kind | None = None
-    """None for the best copy itself."""
     similarity: float | None = None
     matched_points: int | None = None
+    mark: Mark | None = None
 
 
 class DuplicateGroup(msgspec.Struct, frozen=True, kw_only=True):
-    """A best copy and its direct duplicates. Every image joins the best-ranked of its
-    duplicates that ranks above it (largest resolution, then file, then earliest taken, then
-    name), so groups never chain unrelated images through others."""
+    """Every copy of one picture (:mod:`dupdetect.review.grouping`), the keeper first."""
 
-    keep: StoredImage
+    id: uuid.UUID
     members: list[GroupMember]
-    """The best copy first."""
+    reason: str
+    """Why the first member is the one to keep, in words."""
+
+    @property
+    def keep(self) -> StoredImage:
+        return self.members[0].image
+
+
+class GroupsPage(msgspec.Struct, frozen=True, kw_only=True):
+    groups: list[DuplicateGroup]
+    total: int
+    """Groups in the collection."""
 
 
 class RequestNotFound(LookupError):
@@ -241,8 +269,21 @@ class ReviewStore(VectorStore, Protocol):
         """Per image of the request, in upload order, the pairs recorded at ingest (both directions).
         Raises RequestNotFound."""
 
-    async def groups(self) -> list[DuplicateGroup]:
-        """The collection's duplicate groups, largest first (the ``duplicate_groups`` view's rule)."""
+    async def group_inputs(self) -> tuple[int, list[StoredImage], list[Pair]]:
+        """What groups are made of: the version of the collection's pairs (every write that
+        changes them moves it), the images with pairs, and the pairs."""
+
+    async def groups_built(self) -> bool:
+        """Whether the stored groups are those of the current pairs."""
+
+    async def stale_groups(self) -> list[str]:
+        """The collections (all of them, whatever the scope) whose stored groups are out of date."""
+
+    async def replace_groups(self, version: int, groups: list[DuplicateGroup]) -> None:
+        """Store the groups made from ``version`` (unless newer ones are stored meanwhile)."""
+
+    async def groups(self, *, offset: int, limit: int | None) -> GroupsPage:
+        """Stored groups, largest first, with each member's mark."""
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         """Record a person's decision; later searches and groups leave the pair out.
@@ -256,6 +297,11 @@ class ReviewStore(VectorStore, Protocol):
 
     async def marked_images(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""
+
+    async def mark_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
+        """Mark each stored group's suggested keeper keep and every other member trash (an image
+        that keeps one group is never trashed for being a copy in another); ``None``: every
+        group. Returns the members' marks as they were, for an undo."""
 
 
 @runtime_checkable

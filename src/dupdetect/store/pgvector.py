@@ -25,6 +25,7 @@ from dupdetect.store.base import (
     CandidateSearch,
     DuplicateGroup,
     GroupMember,
+    GroupsPage,
     Mark,
     MarkedImage,
     Match,
@@ -32,6 +33,7 @@ from dupdetect.store.base import (
     NewImage,
     OutcomeUnknown,
     Pair,
+    PreviousMark,
     Query,
     RequestInfo,
     RequestNotFound,
@@ -58,7 +60,8 @@ misses 0.5 % of near-copies at ef_search 100, where 64 finds them all."""
 
 _IMAGE_COLUMNS = (
     "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
-    " i.format, i.sha256, i.phash, i.model, i.created_at, i.taken_at, i.camera_make, i.camera_model"
+    " i.format, i.sha256, i.phash, i.model, i.created_at, i.taken_at, i.camera_make, i.camera_model,"
+    " i.content_width, i.content_height, i.jpeg_quality, i.detail_scale, i.artefacts"
 )
 
 
@@ -147,7 +150,8 @@ _ADD_COPIES = Statement("""
     WITH source AS (
         SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id, s.byte_size, s.width,
                s.height, s.format, s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection,
-               s.taken_at, s.camera_make, s.camera_model
+               s.taken_at, s.camera_make, s.camera_model, s.content_width, s.content_height, s.jpeg_quality,
+               s.detail_scale, s.artefacts
         FROM unnest(:positions::int[], :filenames::text[], :sha256s::text[]) AS c(position, filename, sha256)
         CROSS JOIN LATERAL (
             SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = :collection LIMIT 1
@@ -155,9 +159,10 @@ _ADD_COPIES = Statement("""
     ), added AS (
         INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
                             phash, thumbnail, model, embedding, collection, taken_at, camera_make,
-                            camera_model)
+                            camera_model, content_width, content_height, jpeg_quality, detail_scale, artefacts)
         SELECT new_id, :request_id, position, filename, byte_size, width, height, format, sha256, phash,
-               thumbnail, model, embedding, collection, taken_at, camera_make, camera_model
+               thumbnail, model, embedding, collection, taken_at, camera_make, camera_model, content_width,
+               content_height, jpeg_quality, detail_scale, artefacts
         FROM source
     )
     INSERT INTO image_keypoints (image_id, keypoints)
@@ -277,6 +282,7 @@ class PgVectorStore:
             await conn.execute(
                 "DELETE FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1))", first, second
             )
+        await self._changed()
         return True
 
     async def unmark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
@@ -303,6 +309,21 @@ class PgVectorStore:
                 )
         return len(ids)
 
+    async def mark_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT g.image_id, bool_or(g.suggested_keep) AS keep, min(m.mark) AS previous FROM group_members g"
+                " LEFT JOIN marks m ON m.image_id = g.image_id WHERE g.collection = $1"
+                " AND ($2::uuid[] IS NULL OR g.group_id = ANY($2::uuid[])) GROUP BY g.image_id",
+                self.collection, group_ids,
+            )
+            await conn.execute(
+                "INSERT INTO marks (image_id, mark) SELECT * FROM unnest($1::uuid[], $2::text[])"
+                " ON CONFLICT (image_id) DO UPDATE SET mark = excluded.mark, marked_at = now()",
+                [row["image_id"] for row in rows], ["keep" if row["keep"] else "trash" for row in rows],
+            )
+        return [PreviousMark(image_id=row["image_id"], mark=row["previous"]) for row in rows]
+
     async def marked_images(self) -> list[MarkedImage]:
         rows = await self.pool.fetch(
             f"SELECT {_IMAGE_COLUMNS}, m.mark, m.marked_at FROM marks m JOIN images i ON i.id = m.image_id"
@@ -311,20 +332,87 @@ class PgVectorStore:
         )
         return [MarkedImage(image=_image(row), mark=row["mark"], marked_at=row["marked_at"]) for row in rows]
 
-    async def groups(self) -> list[DuplicateGroup]:
-        rows = await self.pool.fetch(
-            f"SELECT g.group_id, g.joined_as, g.joined_similarity, g.joined_matched_points, {_IMAGE_COLUMNS}"
-            " FROM duplicate_groups g JOIN images i ON i.id = g.image_id WHERE g.collection = $1"
-            " ORDER BY g.group_size DESC, g.group_id, g.suggested_keep DESC, i.created_at, i.id",
+    async def _changed(self) -> None:
+        """Pairs or images of this collection changed: the stored groups are out of date."""
+        await self.pool.execute(
+            "INSERT INTO group_state (collection) VALUES ($1)"
+            " ON CONFLICT (collection) DO UPDATE SET version = group_state.version + 1",
             self.collection,
         )
+
+    async def groups_built(self) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT coalesce((SELECT built >= version FROM group_state WHERE collection = $1), true)", self.collection
+        ))
+
+    async def stale_groups(self) -> list[str]:
+        rows = await self.pool.fetch("SELECT collection FROM group_state WHERE built < version ORDER BY collection")
+        return [row["collection"] for row in rows]
+
+    async def group_inputs(self) -> tuple[int, list[StoredImage], list[Pair]]:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            version = await conn.fetchval("SELECT version FROM group_state WHERE collection = $1", self.collection)
+            pairs = await conn.fetch(
+                "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind, d.matched_points FROM duplicates d"
+                " JOIN images i ON i.id = d.image_id WHERE i.collection = $1",
+                self.collection,
+            )
+            rows = await conn.fetch(
+                f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.collection = $1 AND i.id = ANY($2::uuid[])",
+                self.collection, list({p["image_id"] for p in pairs} | {p["duplicate_id"] for p in pairs}),
+            )
+        return int(version or 0), [_image(row) for row in rows], [Pair(**dict(p)) for p in pairs]
+
+    async def replace_groups(self, version: int, groups: list[DuplicateGroup]) -> None:
+        records = [
+            (self.collection, group.id, rank, len(group.members), m.image.id, position, position == 0, m.via,
+             m.joined_as, m.similarity, m.matched_points, group.reason)
+            for rank, group in enumerate(groups, 1) for position, m in enumerate(group.members)
+        ]
+        async with self.pool.acquire() as conn, conn.transaction():
+            built = await conn.fetchval(
+                "INSERT INTO group_state (collection, version, built) VALUES ($1, $2, 0) ON CONFLICT (collection)"
+                " DO UPDATE SET version = group_state.version RETURNING built",  # locks the row: one writer at a time
+                self.collection, version,
+            )
+            if built >= version:
+                return
+            await conn.execute("DELETE FROM group_members WHERE collection = $1", self.collection)
+            if records:
+                await conn.copy_records_to_table(
+                    "group_members", records=records,
+                    columns=["collection", "group_id", "group_rank", "group_size", "image_id", "position",
+                             "suggested_keep", "joined_via", "joined_as", "joined_similarity", "joined_matched_points",
+                             "keeper_reason"],
+                )
+            await conn.execute("UPDATE group_state SET built = $2 WHERE collection = $1", self.collection, version)
+
+    async def groups(self, *, offset: int, limit: int | None) -> GroupsPage:
+        last = 2**31 - 1 if limit is None else offset + limit
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            total = await conn.fetchval(
+                "SELECT coalesce(max(group_rank), 0) FROM group_members WHERE collection = $1", self.collection
+            )
+            rows = await conn.fetch(
+                f"SELECT g.group_id, g.keeper_reason, g.joined_via, g.joined_as, g.joined_similarity,"
+                f" g.joined_matched_points, m.mark, {_IMAGE_COLUMNS}"
+                " FROM group_members g JOIN images i ON i.id = g.image_id LEFT JOIN marks m ON m.image_id = i.id"
+                " WHERE g.collection = $1 AND g.group_rank > $2 AND g.group_rank <= $3"
+                " ORDER BY g.group_rank, g.position",
+                self.collection, offset, last,
+            )
         members: dict[uuid.UUID, list[GroupMember]] = {}
+        reasons: dict[uuid.UUID, str] = {}
         for row in rows:
+            reasons[row["group_id"]] = row["keeper_reason"]
             members.setdefault(row["group_id"], []).append(GroupMember(
-                image=_image(row), joined_as=row["joined_as"], similarity=row["joined_similarity"],
-                matched_points=row["joined_matched_points"],
+                image=_image(row), via=row["joined_via"], joined_as=row["joined_as"], similarity=row["joined_similarity"],
+                matched_points=row["joined_matched_points"], mark=row["mark"],
             ))
-        return [DuplicateGroup(keep=group[0].image, members=group) for group in members.values()]
+        return GroupsPage(
+            groups=[DuplicateGroup(id=key, members=group, reason=reasons[key]) for key, group in members.items()],
+            total=int(total),
+        )
 
     async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         rows = await self.pool.fetch(
@@ -349,6 +437,8 @@ class PgVectorStore:
             await self._add_request(request_id, submitted, images, pairs, model=model)
         except CONNECTION_LOST as exc:
             raise OutcomeUnknown(request_id) from exc
+        if pairs:
+            await self._changed()
 
     async def _add_request(
         self, request_id: uuid.UUID, submitted: int, images: list[NewImage], pairs: list[Pair], *, model: str
@@ -362,11 +452,13 @@ class PgVectorStore:
                 "images",
                 columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
                          "format", "sha256", "phash", "thumbnail", "model", "embedding", "collection",
-                         "taken_at", "camera_make", "camera_model"],
+                         "taken_at", "camera_make", "camera_model", "content_width", "content_height",
+                         "jpeg_quality", "detail_scale", "artefacts"],
                 records=[
                     (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
                      img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector,
-                     self.collection, img.taken_at, img.camera_make, img.camera_model)
+                     self.collection, img.taken_at, img.camera_make, img.camera_model, img.content_width,
+                     img.content_height, img.jpeg_quality, img.detail_scale, img.artefacts)
                     for img in images
                 ],
             )
@@ -401,9 +493,12 @@ class PgVectorStore:
             matched_points=[p.matched_points for p in pairs],
         )
         try:
-            return int(await self.pool.fetchval(_SETTLE.text, *arguments))
+            added = int(await self.pool.fetchval(_SETTLE.text, *arguments))
         except asyncpg.ForeignKeyViolationError:  # an image was deleted in between: look again
-            return int(await self.pool.fetchval(_SETTLE.text, *arguments))
+            added = int(await self.pool.fetchval(_SETTLE.text, *arguments))
+        if added:
+            await self._changed()
+        return added
 
     async def unsettled_requests(self, older_than_s: float) -> list[tuple[str, uuid.UUID]]:
         rows = await self.pool.fetch(
@@ -487,6 +582,7 @@ class PgVectorStore:
             await conn.execute(
                 "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id
             )
+        await self._changed()
 
     async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:
         row = await self.pool.fetchrow(
@@ -499,10 +595,14 @@ class PgVectorStore:
         deleted = await self.pool.fetchval(
             "DELETE FROM images WHERE id = $1 AND collection = $2 RETURNING true", image_id, self.collection
         )
+        if deleted:
+            await self._changed()
         return deleted is not None
 
     async def delete_request(self, request_id: uuid.UUID) -> bool:
         deleted = await self.pool.fetchval(
             "DELETE FROM requests WHERE id = $1 AND collection = $2 RETURNING true", request_id, self.collection
         )
+        if deleted:
+            await self._changed()
         return deleted is not None

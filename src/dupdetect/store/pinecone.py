@@ -85,6 +85,11 @@ def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: dat
         "taken_at": image.taken_at.isoformat() if image.taken_at else None,
         "camera_make": image.camera_make,
         "camera_model": image.camera_model,
+        "content_width": image.content_width,
+        "content_height": image.content_height,
+        "jpeg_quality": image.jpeg_quality,
+        "detail_scale": image.detail_scale,
+        "artefacts": image.artefacts or None,
         "request_created_at": request.created_at.isoformat(),
         "submitted": request.submitted,
         "added": request.added,
@@ -110,6 +115,11 @@ def _image(meta: dict[str, Any]) -> StoredImage:
         taken_at=datetime.fromisoformat(meta["taken_at"]) if "taken_at" in meta else None,
         camera_make=meta.get("camera_make"),
         camera_model=meta.get("camera_model"),
+        content_width=int(meta["content_width"]) if "content_width" in meta else None,
+        content_height=int(meta["content_height"]) if "content_height" in meta else None,
+        jpeg_quality=int(meta["jpeg_quality"]) if "jpeg_quality" in meta else None,
+        detail_scale=float(meta["detail_scale"]) if "detail_scale" in meta else None,
+        artefacts=list(meta.get("artefacts", [])),
     )
 
 
