@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +27,25 @@ PHOTOS = tuple(FILES)
 @cache
 def photo(name: str) -> Image.Image:
     with Image.open(DATA_DIR / FILES[name]) as image:
+        return image.convert("RGB")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+LARGE_PHOTOS = ROOT / "bench" / "out" / "photos"
+"""Where ../shared/photos/fetch.sh puts its 12 nature photos (1920–2560 px), once, for the
+benchmarks and the tests that need a photo as large as a camera's."""
+
+
+@cache
+def large_photo() -> Image.Image | None:
+    """A real 1920–2560 px photo, fetched with apt on first use; None where that cannot be done."""
+    script = ROOT.parent / "shared" / "photos" / "fetch.sh"
+    if not any(LARGE_PHOTOS.glob("*.jpg")) and script.exists():
+        subprocess.run(["bash", str(script), str(LARGE_PHOTOS)], check=False, capture_output=True)
+    found = sorted(LARGE_PHOTOS.glob("*.jpg"))
+    if not found:
+        return None
+    with Image.open(found[1]) as image:
         return image.convert("RGB")
 
 

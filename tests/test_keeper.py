@@ -70,6 +70,12 @@ async def test_a_policy_picks_the_keeper_and_membership_stays(base_url: str, htt
         assert {i["id"] for i in group["images"]} == {i["id"] for i in default["images"]}
     async with http.get(f"{base_url}/groups?prefer=sideways") as resp:
         assert resp.status == 400
+    # "Keep suggested" keeps the copy the same policy shows.
+    async with http.post(f"{base_url}/marks/suggested", json={"group_ids": None, "prefer_folder": ["backup"]}) as resp:
+        assert resp.status == 200
+    [group] = await groups(http, base_url)
+    assert {i["filename"]: i["mark"] for i in group["images"]} == {
+        "backup/rocket.png": "keep", "photos/rocket.jpg": "trash", "photos/small.jpg": "trash"}
 
 
 async def test_groups_hold_every_copy_beyond_top_k(base_url: str, http: aiohttp.ClientSession) -> None:

@@ -225,11 +225,14 @@ def _files(args: argparse.Namespace, skip: tuple[Path, ...] = ()) -> list[Path]:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
 
+    from dupdetect.folders.files import stored_name
     from dupdetect.folders.ingest import IngestReport, http_client, ingest_folder, ingest_folder_locally
     from dupdetect.keys import check_collection
 
     files = _files(args)
     root = args.root or args.folder
+    for path in files:  # every name is known before anything starts
+        stored_name(path, root)
     report = IngestReport()
 
     async def run() -> None:

@@ -37,13 +37,15 @@ COMMON_POWER = (100.0, 150.0, 400.0)
 """At the periods of common enlargements: (weaker, stronger) both reached, or the stronger axis
 alone at the last. On 49 photos these periods reach at most 76/181 and 11/340; their 1.5×
 enlargements pass 36 of 49 times."""
+FLAT_BELOW = 2.0
+"""Grey levels of spread under which a window is flat (sky, wall) and says nothing of scale."""
 UPSCALED_FROM = 1.75
 """A :func:`detail_scale` from which a copy is called ``upscaled`` (photos at their own size
 stay below it, 2× upscales are above; the keeper rule uses the number, not the word)."""
 DECODED_JPEG_ABOVE = 1.14
 """Blockiness (see :func:`blockiness`) over which a lossless file carries JPEG's 8×8 grid: PNG
 re-saves of JPEGs measure 1.15–2.6 (quality 91 and below), pictures never saved as JPEG 0.99–1.13."""
-ANALYSIS_SIDE = (256, 640)
+ANALYSIS_SIDE = (192, 256)
 """Smallest and largest side of the window :func:`detail_scale` reads (a third of the picture's shorter side)."""
 _STANDARD_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -73,8 +75,8 @@ def _typical_window(grey: np.ndarray) -> np.ndarray:
     spots = [(min(h - side, max(0, round(fy * h) - side // 2)), min(w - side, max(0, round(fx * w) - side // 2)))
              for fy, fx in ((0.5, 0.5), (0.35, 0.35), (0.35, 0.65), (0.65, 0.35), (0.65, 0.65))]
     windows = [grey[y : y + side, x : x + side] for y, x in spots]
-    windows.sort(key=lambda window: float(np.abs(np.diff(window[::4, ::4], axis=1)).mean()))
-    return windows[len(windows) // 2]
+    windows.sort(key=lambda window: float(np.abs(np.diff(window[::4, ::4].astype(np.int16), axis=1)).mean()))
+    return windows[len(windows) // 2].astype(np.float32)
 
 
 def detail_scale(grey: np.ndarray) -> float:
@@ -99,9 +101,11 @@ def detail_scale(grey: np.ndarray) -> float:
         back = np.asarray(small.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32)
         return float(np.abs(crop - back)[8:-8, 8:-8].mean())
 
-    quarter = lost(4)
-    if quarter < 0.2:  # flat pictures show no scale at all
+    if float(crop.std()) < FLAT_BELOW:  # flat pictures show no scale at all
         return 1.0
+    quarter = lost(4)
+    if quarter < 0.2:  # a picture that loses nothing even at a quarter of its size
+        return round(float((4.0 / 1.5) ** CROSSING_POWER), 2)
     points = [(1.0, 0.0), *((f, lost(f) / quarter) for f in SHRINKS), (4.0, 1.0)]
     for (f0, r0), (f1, r1) in itertools.pairwise(points):
         if r1 >= CROSSING_SHARE:
@@ -130,10 +134,14 @@ def resized_jpeg(grey: np.ndarray) -> float | None:
     """The factor a JPEG was enlarged by before this file was saved, from its 8×8 block grid
     grown with it (12 px after 1.5×, 16 after 2×), strong along one axis and present along the
     other; None when there is no such grid (a camera's file, a picture never saved as JPEG)."""
-    if min(grey.shape) < 128:
+    h, w = grey.shape
+    if min(h, w) < 128:
         return None
-    columns = _period_power(np.abs(np.diff(grey[::2], axis=1)).mean(axis=0))
-    rows = _period_power(np.abs(np.diff(grey[:, ::2], axis=0)).mean(axis=1))
+    # Every other row (column): the grid runs through all of them, and a wide average lifts it
+    # above the picture's own edges (a band of 512 rows finds a third fewer, bench/keeper.py).
+    every_other = grey[::2].astype(np.int16), grey[:, ::2].astype(np.int16)
+    columns = _period_power(np.abs(np.diff(every_other[0], axis=1)).mean(axis=0))
+    rows = _period_power(np.abs(np.diff(every_other[1], axis=0)).mean(axis=1))
     periods = [p for p in np.arange(*GRID_PERIODS, 0.25) if min(abs(1 / p - k / 8) for k in range(1, 5)) >= 0.004]
     for period in COMMON_PERIODS:  # the enlargements people use: 1.25×, 1.5×, 2×
         weaker, stronger = sorted((_at(columns, period), _at(rows, period)))
@@ -148,9 +156,10 @@ def resized_jpeg(grey: np.ndarray) -> float | None:
 
 def upscale(grey: np.ndarray) -> float:
     """How many times a copy was enlarged, where that shows clearly: a JPEG's block grid grown
-    with it (:func:`resized_jpeg`), else a detail scale of :data:`UPSCALED_FROM` or more (no photo
-    at its own size reads so high); 1 otherwise. A weaker reading is left out: between copies of
-    one picture it varies by a fifth with their encoding alone, and would decide between them."""
+    with it (:func:`resized_jpeg`), else a detail scale of :data:`UPSCALED_FROM` or more (no
+    photo at its own size reads so high); 1 otherwise. A weaker reading is left out: between
+    copies of one picture it varies by a fifth with their encoding alone, and would decide
+    between them."""
     grown = resized_jpeg(grey)
     if grown is not None and grown > 1.1:
         return round(grown, 2)
@@ -164,7 +173,7 @@ def blockiness(grey: np.ndarray) -> float:
     side_h, side_w = min(1024, grey.shape[0] // 8 * 8), min(1024, grey.shape[1] // 8 * 8)
     if side_h < 16 or side_w < 16:
         return 1.0
-    crop = grey[:side_h, :side_w]
+    crop = grey[:side_h, :side_w].astype(np.int16)
     cols = np.abs(np.diff(crop, axis=1)).mean(axis=0)
     rows = np.abs(np.diff(crop, axis=0)).mean(axis=1)
     edges = cols[7::8].mean() + rows[7::8].mean()
@@ -209,8 +218,7 @@ def assess(kind: str, canvas: Image.Image, content: Image.Image, *, stored_grey:
     stored size when ``content`` is a reduced JPEG decode (where an upscale cannot be seen)."""
     found: list[Artefact] = []
     width, height = float(content.width), float(content.height)
-    grey = np.asarray(content.convert("L"), dtype=np.float32)
-    stored = grey if stored_grey is None else np.asarray(stored_grey, dtype=np.float32)
+    stored = np.asarray(content.convert("L") if stored_grey is None else stored_grey)
     scale = upscale(stored)
     if scale > 1:
         found.append("upscaled")
@@ -222,6 +230,6 @@ def assess(kind: str, canvas: Image.Image, content: Image.Image, *, stored_grey:
         found.append("filled_corners")
         width, height = width * (1 - filled) ** 0.5, height * (1 - filled) ** 0.5
     # On the file's own pixel grid, where a JPEG it was decoded from left its blocks.
-    if kind in LOSSLESS and blockiness(np.asarray(canvas.convert("L"), dtype=np.float32)) > DECODED_JPEG_ABOVE:
+    if kind in LOSSLESS and blockiness(np.asarray(canvas.convert("L"))) > DECODED_JPEG_ABOVE:
         found.append("decoded_jpeg")
     return Assessment(max(1, round(width)), max(1, round(height)), scale, found)

@@ -142,7 +142,7 @@ class DecisionsController(Controller):
         responses=error_responses((400, "Malformed body")),
     )
     async def keep_suggested(self, data: JSONBody[KeepSuggested], review: NamedDependency[ReviewService]) -> SuggestedMarked:
-        previous = await review.keep_suggested(data.group_ids)
+        previous = await review.keep_suggested(data.group_ids, data.policy())
         return SuggestedMarked(marked=len(previous), previous=previous)
 
     @get("/marks", summary="Export the keep/trash marks as JSON", responses=error_responses())

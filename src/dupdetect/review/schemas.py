@@ -10,6 +10,7 @@ from typing import Annotated
 
 import msgspec
 
+from dupdetect.review.keeper import KeeperPolicy, Prefer
 from dupdetect.store.base import DuplicateGroup, Kind, Mark, MarkedImage, PreviousMark, StoredImage
 
 
@@ -66,6 +67,13 @@ class Marks(msgspec.Struct, kw_only=True):
 class KeepSuggested(msgspec.Struct, kw_only=True):
     group_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)] | None = None
     """The groups (their ``id``); null: every group of the collection."""
+    prefer_folder: list[str] = msgspec.field(default_factory=list)
+    prefer_format: str | None = None
+    prefer: Prefer | None = None
+    """The keeper policy, as for ``GET /groups``: the keepers marked are those it shows."""
+
+    def policy(self) -> KeeperPolicy:
+        return KeeperPolicy(folders=tuple(self.prefer_folder), format=self.prefer_format, prefer=self.prefer)
 
 
 class SuggestedMarked(msgspec.Struct, kw_only=True):

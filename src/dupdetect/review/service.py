@@ -14,7 +14,7 @@ from dupdetect.errors import DupdetectError, NotFound
 from dupdetect.images.duplicates import Rules, undo_not_duplicate
 from dupdetect.review import grouping
 from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
-from dupdetect.store.base import DuplicateGroup, GroupsPage, Mark, MarkedImage, PreviousMark, ReviewStore
+from dupdetect.store.base import DuplicateGroup, Mark, MarkedImage, PreviousMark, ReviewStore, StoredGroups
 
 
 def _kept(group: DuplicateGroup, policy: KeeperPolicy) -> DuplicateGroup:
@@ -39,7 +39,7 @@ class ReviewService:
 
     async def groups(
         self, *, page: int = 1, page_size: int | None = None, policy: KeeperPolicy = DEFAULT_POLICY
-    ) -> GroupsPage:
+    ) -> StoredGroups:
         """One page of the collection's groups, largest first, each member with its mark; the
         keeper of each chosen by ``policy`` (membership does not depend on it)."""
         await self.refresh_groups()
@@ -64,11 +64,18 @@ class ReviewService:
         """Mark images keep or trash (None clears); how many of them exist in this collection."""
         return await self.store.set_marks(image_ids, mark)
 
-    async def keep_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
-        """"Keep the suggested copy, trash the rest" for these groups (None: all of them, as
-        ``GET /groups`` shows them now); the marks as they were, for an undo."""
-        await self.refresh_groups()
-        return await self.store.mark_suggested(group_ids)
+    async def keep_suggested(
+        self, group_ids: list[uuid.UUID] | None, policy: KeeperPolicy = DEFAULT_POLICY
+    ) -> list[PreviousMark]:
+        """"Keep the suggested copy, trash the rest" for these groups (None: all of them), with
+        the keepers ``GET /groups`` shows under ``policy``. A keeper of any group is never trashed
+        as a copy in another (a collage's photos). Returns the marks as they were, for an undo."""
+        found = (await self.groups(policy=policy)).groups
+        keepers = {group.keep.id for group in found}
+        chosen = [group for group in found if group_ids is None or group.id in set(group_ids)]
+        keep = sorted({group.keep.id for group in chosen})
+        trash = sorted({m.image.id for group in chosen for m in group.members} - keepers)
+        return await self.store.replace_marks(keep, trash)
 
     async def marks(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""

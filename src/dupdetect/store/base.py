@@ -166,7 +166,7 @@ class DuplicateGroup(msgspec.Struct, frozen=True, kw_only=True):
         return self.members[0].image
 
 
-class GroupsPage(msgspec.Struct, frozen=True, kw_only=True):
+class StoredGroups(msgspec.Struct, frozen=True, kw_only=True):
     groups: list[DuplicateGroup]
     total: int
     """Groups in the collection."""
@@ -282,7 +282,7 @@ class ReviewStore(VectorStore, Protocol):
     async def replace_groups(self, version: int, groups: list[DuplicateGroup]) -> None:
         """Store the groups made from ``version`` (unless newer ones are stored meanwhile)."""
 
-    async def groups(self, *, offset: int, limit: int | None) -> GroupsPage:
+    async def groups(self, *, offset: int, limit: int | None) -> StoredGroups:
         """Stored groups, largest first, with each member's mark."""
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
@@ -298,10 +298,9 @@ class ReviewStore(VectorStore, Protocol):
     async def marked_images(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""
 
-    async def mark_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
-        """Mark each stored group's suggested keeper keep and every other member trash (an image
-        that keeps one group is never trashed for being a copy in another); ``None``: every
-        group. Returns the members' marks as they were, for an undo."""
+    async def replace_marks(self, keep: list[uuid.UUID], trash: list[uuid.UUID]) -> list[PreviousMark]:
+        """Mark these images keep and those trash, in one transaction; returns their marks as
+        they were (for an undo)."""
 
 
 @runtime_checkable

@@ -25,7 +25,6 @@ from dupdetect.store.base import (
     CandidateSearch,
     DuplicateGroup,
     GroupMember,
-    GroupsPage,
     Mark,
     MarkedImage,
     Match,
@@ -37,6 +36,7 @@ from dupdetect.store.base import (
     Query,
     RequestInfo,
     RequestNotFound,
+    StoredGroups,
     StoredImage,
 )
 
@@ -309,20 +309,21 @@ class PgVectorStore:
                 )
         return len(ids)
 
-    async def mark_suggested(self, group_ids: list[uuid.UUID] | None) -> list[PreviousMark]:
+    async def replace_marks(self, keep: list[uuid.UUID], trash: list[uuid.UUID]) -> list[PreviousMark]:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT g.image_id, bool_or(g.suggested_keep) AS keep, min(m.mark) AS previous FROM group_members g"
-                " LEFT JOIN marks m ON m.image_id = g.image_id WHERE g.collection = $1"
-                " AND ($2::uuid[] IS NULL OR g.group_id = ANY($2::uuid[])) GROUP BY g.image_id",
-                self.collection, group_ids,
+                "SELECT i.id, m.mark FROM images i LEFT JOIN marks m ON m.image_id = i.id"
+                " WHERE i.id = ANY($1::uuid[]) AND i.collection = $2 FOR UPDATE OF i",
+                keep + trash, self.collection,
             )
+            found = {row["id"] for row in rows}
+            marks = [(i, "keep") for i in keep if i in found] + [(i, "trash") for i in trash if i in found]
             await conn.execute(
                 "INSERT INTO marks (image_id, mark) SELECT * FROM unnest($1::uuid[], $2::text[])"
                 " ON CONFLICT (image_id) DO UPDATE SET mark = excluded.mark, marked_at = now()",
-                [row["image_id"] for row in rows], ["keep" if row["keep"] else "trash" for row in rows],
+                [i for i, _ in marks], [mark for _, mark in marks],
             )
-        return [PreviousMark(image_id=row["image_id"], mark=row["previous"]) for row in rows]
+        return [PreviousMark(image_id=row["id"], mark=row["mark"]) for row in rows]
 
     async def marked_images(self) -> list[MarkedImage]:
         rows = await self.pool.fetch(
@@ -387,7 +388,7 @@ class PgVectorStore:
                 )
             await conn.execute("UPDATE group_state SET built = $2 WHERE collection = $1", self.collection, version)
 
-    async def groups(self, *, offset: int, limit: int | None) -> GroupsPage:
+    async def groups(self, *, offset: int, limit: int | None) -> StoredGroups:
         last = 2**31 - 1 if limit is None else offset + limit
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             total = await conn.fetchval(
@@ -409,7 +410,7 @@ class PgVectorStore:
                 image=_image(row), via=row["joined_via"], joined_as=row["joined_as"], similarity=row["joined_similarity"],
                 matched_points=row["joined_matched_points"], mark=row["mark"],
             ))
-        return GroupsPage(
+        return StoredGroups(
             groups=[DuplicateGroup(id=key, members=group, reason=reasons[key]) for key, group in members.items()],
             total=int(total),
         )
