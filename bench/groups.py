@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -43,7 +45,7 @@ async def load(store: PgVectorStore, groups: int, size: int) -> None:
     async with store.pool.acquire() as conn:
         for dims in SUPPORTED_DIMS:
             await conn.execute(f"DROP INDEX IF EXISTS images_embedding_{dims}_hnsw_idx")
-        vector = "[" + ",".join(["0.1"] * SUPPORTED_DIMS[0]) + "]"
+        vector = np.full(SUPPORTED_DIMS[0], 0.1, dtype=np.float32)
         batch = 20_000
         for start in range(0, groups, batch):
             request = uuid.uuid4()
@@ -53,14 +55,17 @@ async def load(store: PgVectorStore, groups: int, size: int) -> None:
                 "images", columns=["id", "request_id", "position", "filename", "byte_size", "width", "height",
                                    "format", "sha256", "model", "embedding", "content_width", "content_height"],
                 records=[(i, request, n * size + k, f"g{start + n}/{k}.jpg", 500_000 - k, 1600 - k * 100, 1000, "JPEG",
-                          f"{i.hex}", "bench", vector, 1600 - k * 100, 1000)
+                          i.hex * 2, "bench", vector, 1600 - k * 100, 1000)
                          for n, group in enumerate(ids) for k, i in enumerate(group)],
             )
             await conn.copy_records_to_table(
                 "duplicates", columns=["image_id", "duplicate_id", "similarity", "kind", "model"],
                 records=[(member, group[0], 0.97, "near_exact", "bench") for group in ids for member in group[1:]],
             )
-        await conn.execute("UPDATE group_state SET version = version + 1")
+        await conn.execute(  # what the store does after a write
+            "INSERT INTO group_state (collection) VALUES ('default')"
+            " ON CONFLICT (collection) DO UPDATE SET version = group_state.version + 1"
+        )
         await conn.execute("ANALYZE")
 
 
