@@ -40,15 +40,16 @@ class KeeperPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """The oldest or the newest date taken."""
 
     def in_folder(self, image: StoredImage) -> bool:
-        name = shown_name(image)
+        name = _name(image)
         return any(name == folder.rstrip("/") or name.startswith(folder.rstrip("/") + "/") for folder in self.folders)
 
 
 DEFAULT_POLICY = KeeperPolicy()
 
 
-def shown_name(image: StoredImage) -> str:
-    return image.filename or image.url or str(image.id)
+def _name(image: StoredImage) -> str:
+    """The file name or URL a reference folder is matched against (and ties are broken by)."""
+    return image.filename or image.url or ""
 
 
 def picture_area(image: StoredImage) -> float:
@@ -85,7 +86,7 @@ def _key(image: StoredImage, largest: float, policy: KeeperPolicy) -> tuple[obje
         taken or _NEVER,
         -picture_area(image),
         -image.byte_size,
-        shown_name(image),
+        _name(image),
         str(image.id),
     )
 
