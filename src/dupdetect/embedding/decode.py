@@ -248,7 +248,7 @@ def decode(
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = content.convert("L")  # once, for the hash and the keypoints
     scale = width / rgb.width  # the draft's reduction, if any
-    held = quality.assess(kind, rgb, content, stored_grey=stored_grey)
+    held = quality.assess(kind, rgb, content, grey=grey if stored_grey is None else stored_grey)
     return DecodedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),

@@ -212,14 +212,13 @@ class Assessment(msgspec.Struct, frozen=True):
     artefacts: list[Artefact]
 
 
-def assess(kind: str, canvas: Image.Image, content: Image.Image, *, stored_grey: Image.Image | None) -> Assessment:
+def assess(kind: str, canvas: Image.Image, content: Image.Image, *, grey: Image.Image) -> Assessment:
     """The marks of editing on this image and the size of what it holds. ``canvas``: the decoded
-    RGB image; ``content``: the picture inside its padding; ``stored_grey``: the pixels at their
-    stored size when ``content`` is a reduced JPEG decode (where an upscale cannot be seen)."""
+    RGB image; ``content``: the picture inside its padding; ``grey``: its grey pixels at their
+    stored size (for a reduced JPEG decode, where an upscale cannot be seen, decoded again)."""
     found: list[Artefact] = []
     width, height = float(content.width), float(content.height)
-    stored = np.asarray(content.convert("L") if stored_grey is None else stored_grey)
-    scale = upscale(stored)
+    scale = upscale(np.asarray(grey))
     if scale > 1:
         found.append("upscaled")
     if content.width * content.height < 0.95 * canvas.width * canvas.height:
