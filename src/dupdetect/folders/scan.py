@@ -17,6 +17,7 @@ import msgspec
 from dupdetect.errors import NotFound
 from dupdetect.folders.ingest import IngestReport
 from dupdetect.images.service import ImageService
+from dupdetect.review.grouping import redundant
 from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, has_camera
 from dupdetect.store.base import DuplicateGroup, StoredImage
 
@@ -57,9 +58,8 @@ def removable(folder: Path, groups: list[ScanGroup], policy: KeeperPolicy = DEFA
     """Every copy but the keepers, as paths under ``folder``, each once: one pass of "keep the
     best, trash the rest" leaves one file per picture. A keeper is never listed, even when it
     is a copy in another group (a collage holds two photos), nor a file in a reference folder."""
-    keepers = {g.keeper.id for g in groups}
-    copies = {m.id: m for g in groups for m in g.members if m.id not in keepers and not policy.in_folder(m)}
-    return [folder / m.filename for m in copies.values() if m.filename]
+    stored = [g.group for g in groups]
+    return [folder / image.filename for image in redundant(stored, stored, policy) if image.filename]
 
 
 def trash_list(paths: list[Path], *, null: bool) -> tuple[bytes, list[Path]]:

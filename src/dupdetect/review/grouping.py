@@ -91,3 +91,13 @@ def _member(image: StoredImage, link: Link | None) -> GroupMember:
         return GroupMember(image=image)
     return GroupMember(image=image, via=link.via, joined_as=link.kind, similarity=link.similarity,
                        matched_points=link.matched_points)
+
+
+def redundant(groups: Sequence[DuplicateGroup], chosen: Sequence[DuplicateGroup], policy: KeeperPolicy) -> list[StoredImage]:
+    """The copies one pass of "keep the best, trash the rest" removes from ``chosen`` (some of
+    ``groups``), each once: never a keeper of any group (a collage's photos keep their own),
+    nor a copy in a reference folder."""
+    keepers = {group.keep.id for group in groups}
+    found = {m.image.id: m.image for group in chosen for m in group.members
+             if m.image.id not in keepers and not policy.in_folder(m.image)}
+    return list(found.values())

@@ -68,14 +68,12 @@ class ReviewService:
         self, group_ids: list[uuid.UUID] | None, policy: KeeperPolicy = DEFAULT_POLICY
     ) -> list[PreviousMark]:
         """"Keep the suggested copy, trash the rest" for these groups (None: all of them), with
-        the keepers ``GET /groups`` shows under ``policy``. A keeper of any group is never trashed
-        as a copy in another (a collage's photos). Returns the marks as they were, for an undo."""
+        the keepers ``GET /groups`` shows under ``policy``, trashing what a scan's trash list would
+        (:func:`~dupdetect.review.grouping.redundant`). Returns the marks as they were, for an undo."""
         found = (await self.groups(policy=policy)).groups
-        keepers = {group.keep.id for group in found}
         chosen = [group for group in found if group_ids is None or group.id in set(group_ids)]
-        keep = sorted({group.keep.id for group in chosen})
-        trash = sorted({m.image.id for group in chosen for m in group.members} - keepers)
-        return await self.store.replace_marks(keep, trash)
+        trash = [image.id for image in grouping.redundant(found, chosen, policy)]
+        return await self.store.replace_marks(sorted({group.keep.id for group in chosen}), trash)
 
     async def marks(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""
