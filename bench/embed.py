@@ -140,12 +140,12 @@ def decode_rate(payloads: list[bytes], size: int, workers: int) -> float:
 
 
 async def pipeline_rate(settings: Settings, payloads: list[bytes]) -> float:
-    pipeline = EmbeddingPipeline(settings)
+    pipeline = EmbeddingPipeline(settings, shared=False)
     pipeline.start()
     try:
-        await asyncio.gather(*(pipeline.embed(p) for p in payloads[:8]))  # warm-up
+        await asyncio.gather(*(pipeline.embed(p, "bench") for p in payloads[:8]))  # warm-up
         start = time.perf_counter()
-        await asyncio.gather(*(pipeline.embed(p) for p in payloads))
+        await asyncio.gather(*(pipeline.embed(p, "bench") for p in payloads))
         return len(payloads) / (time.perf_counter() - start)
     finally:
         pipeline.stop()

@@ -117,7 +117,7 @@ async def ours(
 ) -> tuple[dict[float, Verdicts], dict[str, float]]:
     """The service path at each similarity floor; also the time spent per stage."""
     server = DatabaseServer.start(DatabaseSettings(data_dir=workdir))
-    pipeline = EmbeddingPipeline(settings)
+    pipeline = EmbeddingPipeline(settings, shared=False)
     pipeline.start()
     timing: dict[str, float] = {}
     try:
@@ -132,7 +132,7 @@ async def ours(
         for start in range(0, len(stored), BATCH):
             chunk = stored[start : start + BATCH]
             items = [Item(index=i, filename=f"item-{label}", data=data) for i, (label, data) in enumerate(chunk)]
-            result = await ingest(items, pipeline=pipeline, store=store, fetcher=fetcher, rules=rules)
+            result = await ingest(items, pipeline=pipeline, store=store, fetcher=fetcher, rules=rules, caller="bench")
             for outcome in result.outcomes:
                 ids[outcome.image_id] = chunk[outcome.index][0]
             stored_pairs += [(chunk[o.index][0], ids[m.image.id]) for o in result.outcomes for m in o.duplicates]
@@ -140,7 +140,7 @@ async def ours(
         images = []
         for start in range(0, len(dataset), BATCH):
             items = [Item(index=i, filename=None, data=c.data) for i, c in enumerate(dataset[start : start + BATCH])]
-            images += (await prepare(items, pipeline=pipeline, fetcher=fetcher))[0]
+            images += (await prepare(items, pipeline=pipeline, fetcher=fetcher, caller="bench"))[0]
         timing["decode + embed, ms per image"] = 1000 * (time.perf_counter() - started) / len(dataset)
         verdicts = {}
         for threshold in thresholds:

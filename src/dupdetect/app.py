@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from dupdetect import __version__
-from dupdetect.api.auth import metrics_guard, rate_limit_identity
+from dupdetect.api.auth import CallerLimits, metrics_guard
 from dupdetect.api.docs import OfflineDocs
 from dupdetect.api.errors import EXCEPTION_HANDLERS
 from dupdetect.api.health import HealthController
+from dupdetect.api.limits import client_limits
 from dupdetect.api.shutdown import cut_off_answers
 from dupdetect.api.trust import trusted_requests
 from dupdetect.images.controller import ImagesController
@@ -66,18 +66,14 @@ class DupdetectPlugin(InitPluginProtocol):
         app_config.route_handlers.extend([HealthController, ImagesController, ReviewController, MetricsController])
         if self.settings.store.store == "pgvector":  # the store that keeps pairs and decisions (ReviewStore)
             app_config.route_handlers.append(DecisionsController)
+        caller_limits = CallerLimits(self.settings.server)  # counted by the `authenticated` guard
         app_config.middleware[:0] = [
             request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
+            client_limits(self.settings.limits.max_requests_per_client, caller_limits.failures),
         ]
-        if self.settings.server.rate_limit:
-            limits = RateLimitConfig(
-                rate_limit=("minute", self.settings.server.rate_limit),
-                identifier_for_request=rate_limit_identity,
-                exclude=["^/health$", "^/ready$"],
-            )
-            app_config.middleware.append(limits.middleware)
+        app_config.state["caller_limits"] = caller_limits
         app_config.logging_config = None  # the CLI configures JSON logging; embedders keep theirs
-        app_config.dependencies["images"] = Provide(provide_images)
+        app_config.dependencies["images"] = Provide(provide_images, sync_to_thread=False)
         app_config.dependencies["reader"] = Provide(provide_body, sync_to_thread=False)
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
         app_config.lifespan.append(self._lifespan)

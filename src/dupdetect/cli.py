@@ -83,7 +83,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         if args.downgrade:
             migrate.downgrade(database.dsn, args.downgrade)
         else:
-            migrate.upgrade(database.dsn)
+            migrate.upgrade(database.dsn, lock_timeout=settings.database.migration_lock_timeout)
         revision = asyncio.run(migrate.current_revision(database.dsn))
         print(f"dupdetect: {database.describe()} is at schema revision {revision or 'base (empty)'}")
     finally:
@@ -250,7 +250,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             from dupdetect.runtime import running
 
             collection = check_collection(args.collection)
-            async with running(settings, sweep=False) as runtime:
+            async with running(settings, sweep=False, shared=False) as runtime:
                 if collection not in await runtime.images.collections():
                     raise OperatorError(f"no collection {collection!r}; `dupdetect keys create --collection "
                                         f"{collection}` makes it")
@@ -302,7 +302,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
             store=msgspec.structs.replace(settings.store, store="pgvector"),
             duplicates=duplicates,
         )
-        async with running(scratch, sweep=False) as runtime:
+        async with running(scratch, sweep=False, shared=False) as runtime:
             await ingest_folder_locally(args.folder, files, runtime.images, batch=args.batch, report=report)
             groups = await scan_groups(runtime.images, policy)  # a scan always runs on pgvector
         args.report.write_text(report_html(args.folder, groups), encoding="utf-8")

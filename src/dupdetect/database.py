@@ -216,13 +216,16 @@ async def create_pool(dsn: str, settings: DatabaseSettings, *, ef_search: int) -
     """A pool whose connections speak pgvector's binary types (needs the schema migrated).
 
     HNSW settings are per session, so every search stays one round trip. Filtered HNSW scans
-    (model, hash bands) must iterate, or they silently return too few rows.
+    (model, hash bands) must iterate, or they silently return too few rows. Every query and
+    every new connection has a time limit: a frozen server fails requests, it does not hang them.
     """
     pool = await asyncpg.create_pool(
         dsn,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         init=_init_connection,
+        command_timeout=settings.query_timeout,
+        timeout=settings.query_timeout,
         server_settings={"hnsw.ef_search": str(ef_search), "hnsw.iterative_scan": "relaxed_order"},
     )
     assert pool is not None

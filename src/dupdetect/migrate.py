@@ -11,6 +11,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from dupdetect.errors import OperatorError
+
+
+class MigrationLockTimeout(OperatorError):
+    """Another session held the migration lock for longer than the wait allows (raised by the
+    migrations' env.py, naming that session)."""
+
 
 def migrations_dir() -> Path:
     """The wheel carries ``migrations/`` inside the package; a source checkout has it at the top."""
@@ -27,16 +34,19 @@ def sqlalchemy_url(dsn: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-def alembic_config(dsn: str) -> Config:
+def alembic_config(dsn: str, lock_timeout: float = 120.0) -> Config:
+    """``lock_timeout``: how long to wait for another session's migration lock before failing
+    with a message that names that session."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["sqlalchemy_url"] = sqlalchemy_url(dsn)
+    config.attributes["lock_timeout"] = lock_timeout
     return config
 
 
-def upgrade(dsn: str, revision: str = "head") -> None:
+def upgrade(dsn: str, revision: str = "head", *, lock_timeout: float = 120.0) -> None:
     """Blocking (alembic runs its own event loop): call from a thread inside async code."""
-    command.upgrade(alembic_config(dsn), revision)
+    command.upgrade(alembic_config(dsn, lock_timeout), revision)
 
 
 def downgrade(dsn: str, revision: str) -> None:
@@ -58,6 +68,6 @@ async def current_revision(dsn: str) -> str | None:
         await conn.close()
 
 
-async def upgrade_async(dsn: str) -> None:
-    await asyncio.to_thread(upgrade, dsn)
+async def upgrade_async(dsn: str, *, lock_timeout: float = 120.0) -> None:
+    await asyncio.to_thread(upgrade, dsn, lock_timeout=lock_timeout)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from dupdetect import migrate
+from dupdetect.analysts import end_runaway_sessions
 from dupdetect.database import DatabaseError, DatabaseServer, create_pool, require_pgvector
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.embedding.weights import WeightsError
@@ -38,6 +39,8 @@ GROUPS_EVERY_S = 5.0
 ``duplicate_groups`` (``GET /groups`` rebuilds them itself before it answers); at least five
 times as long as the last rebuild took, so that rebuilding never takes more than a sixth of the
 time (200,000 groups take ~19 s on two cores, bench/groups.py)."""
+ANALYSTS_EVERY_S = 5.0
+"""How often analyst sessions past their limits are ended (:mod:`dupdetect.analysts`)."""
 SETTLE_EVERY_S = 60.0
 """How often unsettled requests (an ingest killed between its commit and its concurrent
 check, or a bulk load cut off before its k-NN pass) get their missing pairs searched."""
@@ -62,7 +65,7 @@ class Runtime:
 async def _prepare_schema(dsn: str, settings: Settings) -> None:
     await require_pgvector(dsn)
     if settings.database.migrate_on_start:
-        await migrate.upgrade_async(dsn)
+        await migrate.upgrade_async(dsn, lock_timeout=settings.database.migration_lock_timeout)
         return
     current, head = await migrate.current_revision(dsn), migrate.head_revision()
     if current != head:
@@ -129,13 +132,15 @@ async def _open_pinecone(
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Runtime]:
+async def running(settings: Settings, *, sweep: bool = True, shared: bool = True) -> AsyncIterator[Runtime]:
     """Start everything the service needs, in order; stop it in reverse, also on failure.
 
     ``sweep``: settle cut-off requests in the background (a service does; the folder commands
-    run their own k-NN pass, and must not search while a bulk load has the index dropped)."""
+    run their own k-NN pass, and must not search while a bulk load has the index dropped).
+    ``shared``: callers take turns for the decoders and the model (a service; a folder command
+    in-process is the one caller and uses them all)."""
     async with contextlib.AsyncExitStack() as stack:
-        pipeline = EmbeddingPipeline(settings)
+        pipeline = EmbeddingPipeline(settings, shared=shared)
         pinecone = settings.store.store == "pinecone"
         try:
             # The database holds the vectors (pgvector) and the API keys (also with Pinecone).
@@ -156,7 +161,10 @@ async def running(settings: Settings, *, sweep: bool = True) -> AsyncIterator[Ru
         stack.push_async_callback(fetcher.close)
         images = ImageService(store, pipeline, fetcher, settings.duplicates)
         if sweep:
-            for task in (_settle_forever(images), _refresh_groups_forever(images)):
+            chores = [_settle_forever(images), _refresh_groups_forever(images)]
+            if pool is not None:
+                chores.append(_end_runaway_analysts_forever(pool))
+            for task in chores:
                 stack.callback(asyncio.create_task(task).cancel)
         keys = KeyRegistry(pool) if pool is not None else None
         yield Runtime(settings=settings, keys=keys, images=images)
@@ -170,6 +178,16 @@ async def _refresh_groups_forever(images: ImageService) -> None:
         except Exception:  # the database may be down for a moment; the next round tries again
             log.exception("rebuilding duplicate groups failed")
         await asyncio.sleep(max(GROUPS_EVERY_S, 5 * (time.monotonic() - started)))
+
+
+async def _end_runaway_analysts_forever(pool: asyncpg.Pool) -> None:
+    while True:
+        await asyncio.sleep(ANALYSTS_EVERY_S)
+        try:
+            for ended in await end_runaway_sessions(pool):
+                log.warning("ended analyst %s", ended)
+        except Exception:  # the database may be down for a moment; the next round tries again
+            log.exception("checking analyst sessions failed")
 
 
 async def _settle_forever(images: ImageService) -> None:

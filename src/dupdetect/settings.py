@@ -49,7 +49,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Host header values answered (``*.example.com`` allowed); empty: the loopback names when
     listening on loopback, any otherwise."""
     rate_limit: Annotated[int, Meta(ge=0)] = 1200
-    """Requests per minute per API key (per client address without one), per process; 0: none."""
+    """Requests per minute per API key, counted once the key is verified (per client address
+    when auth is off), per process; 0: none."""
+    auth_failure_limit: Annotated[int, Meta(ge=0)] = 60
+    """Requests with a missing or invalid key per minute per client address; past it, that
+    address gets 429 without a key look-up until the minute ends. 0: no limit."""
     metrics_public: bool = False
     """Serve /metrics without a key when auth is on (for scrapers that cannot send one)."""
     shutdown_grace: Seconds = 10.0
@@ -74,8 +78,15 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Any Postgres with pgvector; unset means an embedded server under ``data_dir``."""
     data_dir: Path = msgspec.field(default_factory=_default_data_dir)
     migrate_on_start: bool = True
+    migration_lock_timeout: Seconds = 120.0
+    """Seconds to wait for another session's migration lock (another instance migrating) before
+    start-up or ``dupdetect migrate`` fails, naming the session that holds it."""
     pool_min_size: Annotated[int, Meta(ge=0)] = 1
     pool_max_size: Positive = 10
+    query_timeout: Seconds = 10.0
+    """Seconds a query may run, and a new connection take to open, before the request gets 503
+    ``store_unavailable`` (a frozen or overloaded database); index builds and group rebuilds
+    have no such limit."""
 
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,8 +124,13 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_pixels: Positive = 64_000_000
     """Larger images are refused as decompression bombs."""
     max_decode_bytes: Positive = 256 * MB
-    """Memory one image may take to decode (its decoded raster and RGB copy, after JPEG's
-    reduced-size decoding): a small PNG of many RGBA pixels costs seconds and hundreds of MB."""
+    """Memory one image may take to decode: estimated from its header before decoding (the
+    raster after JPEG's reduced-size decoding and every copy made of it; a small PNG of many
+    RGBA pixels costs seconds and hundreds of MB), and enforced on each decode worker's memory
+    (this much above what the worker holds idle, plus 64 MB)."""
+    decode_timeout: Seconds = 15.0
+    """Wall-clock seconds one image may take to decode; then its worker is killed and replaced,
+    and the item gets ``decode_timeout`` (photos take 20–300 ms)."""
     max_json_bytes: Positive = 48 * MB
     """A JSON body is read whole before parsing (base64 is a third larger than the image):
     larger batches go as multipart, which is streamed."""
@@ -122,6 +138,12 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds a connection may take to send a request's headers (``dupdetect serve``)."""
     body_read_timeout: Annotated[float, Meta(gt=0.0)] = 30.0
     """Seconds a client may pause while sending a body before the request is dropped (408)."""
+    min_body_rate: Positive = 8192
+    """Bytes per second a body must average once it has taken ``body_read_timeout`` seconds
+    (408 otherwise): one byte every few seconds would hold a connection for ever."""
+    max_requests_per_client: Positive = 64
+    """Requests one client address may have in flight at once (429 beyond): slow clients cannot
+    hold every connection."""
 
 
 class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,7 +151,8 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
     fetch_read_timeout: Seconds = 20.0
     fetch_max_redirects: Annotated[int, Meta(ge=0, le=20)] = 3
     fetch_concurrency: Annotated[int, Meta(ge=1, le=32)] = 8
-    """URLs of one request fetched at once (of 32 connections shared by all requests)."""
+    """URLs of one request fetched at once (of 32 connections shared by all requests, at most 16 of
+    them for one collection's requests together)."""
     fetch_allow_networks: tuple[str, ...] = ()
     """CIDR networks that URL fetches may reach although they are private (e.g. ``10.0.0.0/8``)."""
 

@@ -1,17 +1,21 @@
 """Who is calling: an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``) opens one
-collection, and the services every data handler receives see that collection only."""
+collection, and the services every data handler receives see that collection only.
+
+The key is checked by a guard, before the body is read and before any dependency runs; the
+collection it opens is left in the request's state for the dependency providers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from dupdetect.api.limits import MinuteCounter
 from dupdetect.errors import DupdetectError
 from dupdetect.keys import KeyRegistry
 from dupdetect.runtime import Runtime
+from dupdetect.settings import ServerSettings
 from dupdetect.store.base import DEFAULT_COLLECTION
 
 
@@ -23,7 +27,8 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None
     return connection.headers.get("x-api-key") or None
 
 
-async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyRegistry | None) -> str:
+async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], keys: KeyRegistry | None) -> tuple[str, str]:
+    """The collection a valid key opens, and the key's id; 401 otherwise."""
     key = _presented_key(connection)
     challenge = {"WWW-Authenticate": 'Bearer realm="dupdetect"'}
     if key is None:
@@ -37,14 +42,49 @@ async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], key
     collection = await keys.collection_for(key)
     if collection is None:
         raise DupdetectError("invalid_api_key", "the API key is unknown or revoked", headers=challenge, status=401)
-    return collection
+    return collection, key[4:16]  # the id part of ddk_<id>_<secret>, verified with the secret
 
 
-async def caller_collection(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> str:
-    """The collection the caller's key opens (``default`` when auth is off); 401 without a valid key."""
+class CallerLimits:
+    """The per-minute counters of one app (``app.state.caller_limits``)."""
+
+    def __init__(self, server: ServerSettings) -> None:
+        self.requests = MinuteCounter(server.rate_limit, "requests")
+        """Per verified key; per address when auth is off."""
+        self.failures = MinuteCounter(server.auth_failure_limit, "requests with a missing or invalid API key")
+        """Per address: over it, the address's requests are refused before any key look-up."""
+
+
+def _address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """As api/limits.client_limits counts it."""
+    return f"address:{connection.client.host if connection.client else 'unknown'}"
+
+
+async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard of the data routes (not of those with ``opt={"public": True}``): 401 without a
+    valid key when auth is on, 429 over the rate limits; sets ``connection.state.collection``."""
+    if handler.opt.get("public"):
+        return
+    runtime: Runtime = connection.app.state.runtime
+    limits: CallerLimits = connection.app.state.caller_limits
+    address = _address(connection)
     if not runtime.settings.server.auth_required:
-        return DEFAULT_COLLECTION
-    return await _collection_of_key(connection, runtime.keys)
+        limits.requests.hit(address)
+        connection.state.collection = DEFAULT_COLLECTION
+        return
+    try:  # (an address over its failure limit was refused before routing: api/limits.client_limits)
+        collection, key_id = await _collection_of_key(connection, runtime.keys)
+    except DupdetectError:
+        limits.failures.hit(address)
+        raise
+    limits.requests.hit(f"key:{key_id}")
+    connection.state.collection = collection
+
+
+def caller_collection(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The collection the guard found for this request."""
+    collection: str = connection.state.collection
+    return collection
 
 
 async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -53,11 +93,3 @@ async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     server = runtime.settings.server
     if server.auth_required and not server.metrics_public:
         await _collection_of_key(connection, runtime.keys)
-
-
-def rate_limit_identity(request: Request[Any, Any, Any]) -> str:
-    """Rate limits count per API key (its id: the key itself is checked later), else per client address."""
-    key = _presented_key(request) or ""
-    if key.startswith("ddk_") and len(key) > 16:
-        return f"key:{key[4:16]}"
-    return f"address:{request.client.host if request.client else 'unknown'}"

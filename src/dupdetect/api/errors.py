@@ -97,6 +97,10 @@ def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Re
     )
 
 
+CLIENT_GONE = "client disconnected prematurely"
+"""Litestar's InternalServerException detail when the client leaves mid-body: not a server error."""
+
+
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     if isinstance(exc, ValidationException):
         problems = exc.extra if isinstance(exc.extra, list) else []
@@ -105,12 +109,12 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
             return error_response(400, "invalid_id", f"{', '.join(ids)} is not a valid id (a UUID)", problems)
         return error_response(400, "invalid_request", exc.detail, exc.extra or None)
     status = exc.status_code
-    if status >= 500:
+    if status >= 500 and exc.detail != CLIENT_GONE:
         log.error("server error %s: %s", status, exc.detail, exc_info=exc)
-    headers = dict(exc.headers or {})
-    if status == 429 and "RateLimit-Reset" in headers:  # Litestar's rate limiter: say when to come back
-        headers["Retry-After"] = headers["RateLimit-Reset"]
-    return error_response(status, _code_for(status), exc.detail, headers=headers)
+    if status == 500 and exc.detail == CLIENT_GONE:  # Litestar's word for it, raised reading the body
+        log.warning("the client disconnected before its request body was read")
+        return error_response(499, "client_disconnected", "the client disconnected before sending its whole body")
+    return error_response(status, _code_for(status), exc.detail, headers=dict(exc.headers or {}))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
@@ -121,6 +125,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DupdetectError: handle_dupdetect_error,
     **{kind: handle_store_down for kind in CONNECTION_LOST},
+    TimeoutError: handle_store_down,  # a query past DUPDETECT_QUERY_TIMEOUT (other waits raise their own errors)
     OutcomeUnknown: handle_outcome_unknown,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

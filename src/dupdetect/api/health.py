@@ -14,6 +14,9 @@ from dupdetect.images.deps import provide_probe
 from dupdetect.images.service import ImageService
 from dupdetect.observability import STORE_UP
 
+READY_TIMEOUT_S = 2.0
+"""/ready answers 503 when the store does not answer within this (probes time out at ~5 s)."""
+
 
 class Health(msgspec.Struct):
     status: str
@@ -41,13 +44,16 @@ class HealthController(Controller):
     )
     async def ready(self, probe: NamedDependency[ImageService]) -> Readiness:
         store = probe.store.name
-        try:
-            async with asyncio.timeout(2):
-                await probe.ping()
-        except Exception as exc:
+        check = asyncio.ensure_future(probe.ping())
+        check.add_done_callback(lambda done: done.cancelled() or done.exception())  # a late failure is not news
+        finished, _ = await asyncio.wait({check}, timeout=READY_TIMEOUT_S)  # not waiting for a stuck query's cleanup
+        if not finished:
+            check.cancel()
+        problem = "no answer in time" if not finished else check.exception()
+        if problem is not None:
             STORE_UP.set(0)
             raise DupdetectError(
-                "store_unavailable", f"{store} not ready: {exc}", headers={"Retry-After": "2"}, status=503
-            ) from exc
+                "store_unavailable", f"{store} not ready: {problem}", headers={"Retry-After": "2"}, status=503
+            )
         STORE_UP.set(1)
         return Readiness(status="ready", store=store, model=probe.descriptor)

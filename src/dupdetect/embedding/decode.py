@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from dupdetect.embedding import geometry, quality
+from dupdetect.embedding import geometry, jpeg_layout, quality
 from dupdetect.embedding.perceptual import phash
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import MB
@@ -105,16 +105,19 @@ _ORIENTATION_SWAPS = {5, 6, 7, 8}
 
 
 def _flatten(image: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
-    """RGB pixels, and for a transparent image the box of what is drawn (None: nothing is)."""
+    """RGB pixels, and for a transparent image the box of what is drawn (None: nothing is).
+    Pasted onto the background in place: no float or RGBA copies of a large image."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         alpha = rgba.getchannel("A")
         drawn = alpha.point(lambda a: 255 if a > 8 else 0).getbbox()
-        grey = np.asarray(rgba.convert("L"), dtype=np.float32)
-        weights = np.asarray(alpha, dtype=np.float32)
+        small = rgba.reduce(max(1, max(rgba.size) // 256))  # the drawing's lightness, from ~256 px
+        grey = np.asarray(small.convert("L"), dtype=np.float32)
+        weights = np.asarray(small.getchannel("A"), dtype=np.float32)
         lightness = float((grey * weights).sum() / max(weights.sum(), 1.0))
-        background = Image.new("RGBA", rgba.size, (DARK if lightness > 160 else LIGHT) + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB"), drawn or (0, 0, *rgba.size)
+        flat = Image.new("RGB", rgba.size, DARK if lightness > 160 else LIGHT)
+        flat.paste(rgba, mask=alpha)
+        return flat, drawn or (0, 0, *rgba.size)
     return image.convert("RGB"), None
 
 
@@ -177,13 +180,49 @@ def _draft_box(full: tuple[int, int], size: int, keypoints: bool) -> tuple[int, 
     return max(1, round(full[0] * scale)), max(1, round(full[1] * scale))
 
 
-def _decode_cost(image: Image.Image, stored_size: tuple[int, int]) -> int:
-    """Bytes decoding will allocate: the decoded raster plus its RGB copy (and, for a reduced JPEG
-    decode, the grey image at the stored size that the upscale check reads)."""
+def _transparent(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _decode_cost(image: Image.Image, stored_size: tuple[int, int], layout: jpeg_layout.JpegLayout | None) -> int:
+    """Bytes decoding will allocate at its peak, all held at once: the decoded raster, its RGB
+    copy, the cropped picture, its grey copy and that one's array; for transparency an RGBA
+    copy and the alpha channel; for a progressive JPEG the coefficients of the whole image at
+    the stored size (2 bytes each, whatever the reduced decode's size); for a reduced JPEG
+    decode the grey image at the stored size that the upscale check reads, and its array."""
     width, height = image.size
     sample = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
-    grey = stored_size[0] * stored_size[1] if stored_size != image.size else 0
-    return width * height * (len(image.getbands()) * sample + 3) + grey
+    per_pixel = len(image.getbands()) * sample + 3 + 3 + 1 + 1
+    if _transparent(image):
+        per_pixel += (0 if image.mode == "RGBA" else 4) + 1
+    stored = stored_size[0] * stored_size[1]
+    coefficients = 2 * stored * layout.components if layout is not None and layout.progressive else 0
+    grey = 2 * stored if stored_size != image.size else 0
+    return width * height * per_pixel + coefficients + grey
+
+
+def _jpeg_layout(data: bytes) -> jpeg_layout.JpegLayout:
+    """The structure of a JPEG that is worth decoding; DecodeError for one that is not."""
+    try:
+        layout = jpeg_layout.read_layout(data)
+    except jpeg_layout.LayoutError as exc:
+        raise DecodeError("corrupt_image", f"the JPEG structure is broken ({exc})") from None
+    if layout.scans > jpeg_layout.MAX_SCANS:
+        raise DecodeError(
+            "too_many_scans",
+            f"the JPEG has more than {jpeg_layout.MAX_SCANS} scans (each one a pass over the whole image);"
+            " re-save it as an ordinary JPEG",
+        )
+    if not layout.complete:
+        raise DecodeError("corrupt_image", "the JPEG data is truncated: it ends before its end-of-image marker")
+    if layout.entropy_bytes < layout.least_entropy_bytes:
+        raise DecodeError(
+            "corrupt_image",
+            f"the JPEG holds {layout.entropy_bytes:,} bytes of image data, too few for the"
+            f" {layout.width}×{layout.height} its header claims (at least {layout.least_entropy_bytes:,}):"
+            " it is truncated or its header is wrong",
+        )
+    return layout
 
 
 def decode(
@@ -200,6 +239,7 @@ def decode(
             "unsupported_format",
             f"not an image format we read (supported: {', '.join(SUPPORTED_FORMATS)})",
         )
+    layout = _jpeg_layout(data) if kind == "JPEG" else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -210,11 +250,6 @@ def decode(
                     "too_many_pixels",
                     f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
                 )
-            exif = image.getexif()
-            orientation = exif.get(0x0112, 1)
-            camera = _camera(exif)
-            if orientation in _ORIENTATION_SWAPS:
-                width, height = height, width
             stored_size = image.size
             jpeg_quality = quality.jpeg_quality(image)
             if image.format == "JPEG":
@@ -222,28 +257,33 @@ def decode(
                 # keypoints' image: most of a large photo's decode time is spent on pixels we
                 # would throw away.
                 image.draft("RGB", _draft_box(image.size, size, keypoints))
-            cost = _decode_cost(image, stored_size)  # after draft: what decoding this image really allocates
+            cost = _decode_cost(image, stored_size, layout)  # after draft: what decoding this image really allocates
             if max_decode_bytes is not None and cost > max_decode_bytes:
                 raise DecodeError(
                     "too_many_pixels",
                     f"decoding this {width}×{height} {image.mode} image needs {cost / MB:,.0f} MB;"
                     f" the limit is {max_decode_bytes / MB:,.0f} MB (DUPDETECT_MAX_DECODE_BYTES)",
                 )
+            exif = image.getexif()  # after the cost check: for a PNG this decodes the image
+            camera = _camera(exif)
+            if exif.get(0x0112, 1) in _ORIENTATION_SWAPS:
+                width, height = height, width
             image.load()
             stored_grey = None
             if image.size != stored_size:  # reduced: an upscale shows only at the stored size
                 stored_grey = Image.open(io.BytesIO(data))
                 stored_grey.draft("L", stored_size)
                 stored_grey.load()
-            rgb, drawn = _flatten(ImageOps.exif_transpose(image))
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb, drawn = _flatten(image)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_many_pixels", str(exc)) from exc
     except MemoryError as exc:
         raise DecodeError("too_many_pixels", "the image needs more memory than is available") from exc
-    except Exception as exc:
-        raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt: {exc}") from exc
+    except Exception as exc:  # the decoders' own texts name Python objects and C functions: not for users
+        raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt") from exc
     content = _content(rgb, drawn)
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = content.convert("L")  # once, for the hash and the keypoints

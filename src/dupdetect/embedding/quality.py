@@ -90,9 +90,9 @@ def detail_scale(grey: np.ndarray) -> float:
     their 1.5× and 2× upscales, bench/keeper.py). Photos read 0.75–1.65 (soft ones high: they do
     hold less), and a copy made larger by u reads about u times its source. An estimate of what
     a copy holds, for comparing copies of one picture, not a verdict on one image."""
-    crop = _typical_window(grey)
-    if min(crop.shape) < 64:
+    if min(grey.shape) < 64:  # too small for a window worth reading
         return 1.0
+    crop = _typical_window(grey)
     picture = Image.fromarray(crop)
     h, w = crop.shape
 
@@ -130,6 +130,24 @@ def _at(spectrum: tuple[np.ndarray, np.ndarray], period: float) -> float:
     return float(power[max(0, i - 1) : i + 2].max())
 
 
+BAND = 256
+"""Rows read at a time for the step profiles: a 64-megapixel grey image costs a band, not four
+copies of itself."""
+
+
+def _step_profiles(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute step between neighbouring columns, over every other row, and between
+    neighbouring rows, over every other column; read in bands of rows."""
+    h, w = grey.shape
+    column_sum = np.zeros(w - 1)
+    row_means = np.empty(h - 1)
+    for top in range(0, h, BAND):  # BAND is even: a band's every other row is the image's
+        band = grey[top : min(h, top + BAND + 1)].astype(np.int16)  # one row of overlap for the row steps
+        column_sum += np.abs(np.diff(band[:BAND:2], axis=1)).sum(axis=0)
+        row_means[top : top + len(band) - 1] = np.abs(np.diff(band[:, ::2], axis=0)).mean(axis=1)
+    return column_sum / len(range(0, h, 2)), row_means
+
+
 def resized_jpeg(grey: np.ndarray) -> float | None:
     """The factor a JPEG was enlarged by before this file was saved, from its 8×8 block grid
     grown with it (12 px after 1.5×, 16 after 2×), strong along one axis and present along the
@@ -139,9 +157,8 @@ def resized_jpeg(grey: np.ndarray) -> float | None:
         return None
     # Every other row (column): the grid runs through all of them, and a wide average lifts it
     # above the picture's own edges (a band of 512 rows finds a third fewer, bench/keeper.py).
-    every_other = grey[::2].astype(np.int16), grey[:, ::2].astype(np.int16)
-    columns = _period_power(np.abs(np.diff(every_other[0], axis=1)).mean(axis=0))
-    rows = _period_power(np.abs(np.diff(every_other[1], axis=0)).mean(axis=1))
+    column_steps, row_steps = _step_profiles(grey)
+    columns, rows = _period_power(column_steps), _period_power(row_steps)
     periods = [p for p in np.arange(*GRID_PERIODS, 0.25) if min(abs(1 / p - k / 8) for k in range(1, 5)) >= 0.004]
     for period in COMMON_PERIODS:  # the enlargements people use: 1.25×, 1.5×, 2×
         weaker, stronger = sorted((_at(columns, period), _at(rows, period)))
@@ -167,10 +184,14 @@ def upscale(grey: np.ndarray) -> float:
     return scale if scale >= UPSCALED_FROM else 1.0
 
 
+BLOCKINESS_SIDE = 1024
+"""The corner whose block edges are measured (the grid starts at the top left)."""
+
+
 def blockiness(grey: np.ndarray) -> float:
     """Mean step across JPEG's 8-pixel block edges against the mean step elsewhere: 1 for a
     picture never saved as JPEG at this alignment."""
-    side_h, side_w = min(1024, grey.shape[0] // 8 * 8), min(1024, grey.shape[1] // 8 * 8)
+    side_h, side_w = min(BLOCKINESS_SIDE, grey.shape[0] // 8 * 8), min(BLOCKINESS_SIDE, grey.shape[1] // 8 * 8)
     if side_h < 16 or side_w < 16:
         return 1.0
     crop = grey[:side_h, :side_w].astype(np.int16)
@@ -229,6 +250,7 @@ def assess(kind: str, canvas: Image.Image, content: Image.Image, *, grey: Image.
         found.append("filled_corners")
         width, height = width * (1 - filled) ** 0.5, height * (1 - filled) ** 0.5
     # On the file's own pixel grid, where a JPEG it was decoded from left its blocks.
-    if kind in LOSSLESS and blockiness(np.asarray(canvas.convert("L"))) > DECODED_JPEG_ABOVE:
+    corner = canvas.crop((0, 0, min(canvas.width, BLOCKINESS_SIDE), min(canvas.height, BLOCKINESS_SIDE)))
+    if kind in LOSSLESS and blockiness(np.asarray(corner.convert("L"))) > DECODED_JPEG_ABOVE:
         found.append("decoded_jpeg")
     return Assessment(max(1, round(width)), max(1, round(height)), scale, found)

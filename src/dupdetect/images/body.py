@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -134,6 +135,8 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
     # As `base64` writes it (wrapped at 76 columns) and the URL-safe alphabet, padded or not.
     compact = "".join(text.split()).translate(_URL_SAFE)
     compact += "=" * (-len(compact) % 4)
+    if not compact.isascii():
+        return Item(index, entry.filename, error=ItemError("invalid_base64", "the base64 data contains non-ASCII characters"))
     try:
         data = binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as exc:
@@ -143,11 +146,33 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
     return Item(index, entry.filename, data=data)
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+STRINGS_PER_ITEM = 6
+"""An entry holds at most three fields (base64, url, filename): six strings with their names."""
+
+
+def _objects_at_most(body: bytes | bytearray, limit: int) -> bool:
+    """Whether the body holds at most ``limit`` JSON objects (every image entry is one), counted
+    without decoding it: 16 million ``{}`` entries in a 48 MB body decode to gigabytes before a
+    length check could run. Braces inside strings are told apart only when the quick count is
+    too high, and only among as many strings as ``limit`` entries can hold (more strings than
+    that are too many entries, or fields no entry has, by themselves)."""
+    if body.count(b"{") <= limit:
+        return True
+    quotes = body.count(b'"') - body.count(b'\\"')  # an escaped quote is inside a string
+    if quotes > 2 * (STRINGS_PER_ITEM * limit + 1):
+        return False
+    return _JSON_STRING.sub(b"", body).count(b"{") <= limit
+
+
 async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     body = bytearray()
     hint = " for JSON; send larger batches as multipart/form-data"
     async for chunk in _limited(stream, min(limits.max_json_bytes, limits.max_request_bytes), hint):
         body += chunk
+    # One object for the body, one per entry.
+    if not await asyncio.to_thread(_objects_at_most, body, limits.max_images_per_request + 1):
+        raise _too_many(limits)
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)
     except msgspec.ValidationError as exc:
@@ -174,17 +199,33 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
     return items
 
 
-async def _paced(stream: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
-    """A client that stops sending mid-body is dropped instead of holding a connection forever."""
-    chunks = aiter(stream)
+async def _paced(stream: AsyncIterator[bytes], limits: LimitSettings) -> AsyncIterator[bytes]:
+    """A client that stops sending mid-body, or drips it, is dropped instead of holding a
+    connection: no pause longer than ``body_read_timeout``, and after that long, an average of
+    at least ``min_body_rate`` bytes per second."""
+    chunks, clock = aiter(stream), asyncio.get_running_loop()
+    started, received = clock.time(), 0
     while True:
+        now = clock.time()
+        pause_ends = now + limits.body_read_timeout
+        # When the bytes so far stop covering the rate: the grace plus their time at the rate.
+        rate_ends = started + limits.body_read_timeout + received / limits.min_body_rate
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(min(pause_ends, rate_ends)):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise DupdetectError("body_timeout", f"no part of the body arrived for {timeout:g} s", status=408) from None
+            if rate_ends < pause_ends - 0.01:
+                raise DupdetectError(
+                    "body_timeout",
+                    f"the body arrives slower than {limits.min_body_rate:,} bytes/s (DUPDETECT_MIN_BODY_RATE)",
+                    status=408,
+                ) from None
+            raise DupdetectError(
+                "body_timeout", f"no part of the body arrived for {limits.body_read_timeout:g} s", status=408
+            ) from None
+        received += len(chunk)
         yield chunk
 
 
@@ -197,7 +238,7 @@ async def read_items(
         raise DupdetectError(
             "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413
         )
-    stream = _paced(stream, limits.body_read_timeout)
+    stream = _paced(stream, limits)
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         items = await read_multipart(content_type, stream, limits)

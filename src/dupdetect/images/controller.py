@@ -10,6 +10,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from dupdetect.api.auth import authenticated
 from dupdetect.api.errors import error_responses
 from dupdetect.images.body import BodyReader, Item
 from dupdetect.images.ingest import ingest_item
@@ -44,6 +45,7 @@ async def _items(request: AnyRequest, reader: BodyReader) -> list[Item]:
 
 class ImagesController(Controller):
     tags = ("images",)
+    guards = [authenticated]  # noqa: RUF012 - Litestar's own attribute: the key is checked before the body is read
 
     @post(
         "/images",

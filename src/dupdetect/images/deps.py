@@ -19,10 +19,10 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_images(request: Request[Any, Any, Any], state: State) -> ImageService:
-    """The image service over the caller's collection (401 without a valid key when auth is on)."""
+def provide_images(request: Request[Any, Any, Any], state: State) -> ImageService:
+    """The image service over the caller's collection (found by the ``authenticated`` guard)."""
     runtime = _runtime(state)
-    return runtime.images.scoped(await caller_collection(request, runtime))
+    return runtime.images.scoped(caller_collection(request))
 
 
 def provide_body(state: State) -> BodyReader:

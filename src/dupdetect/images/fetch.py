@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import weakref
 from typing import Any
 
 import aiohttp
@@ -130,12 +131,20 @@ def _blocked_cause(exc: BaseException) -> _BlockedAddress | None:
     return None
 
 
-class FetchBudget:
-    """One request's share of the fetcher: a few connections at a time (others' URLs are not
-    starved), and a byte total under the request limit (URLs are not a way around it)."""
+CONNECTIONS = 32
+"""Fetch connections in all."""
+CALLER_CONNECTIONS = CONNECTIONS // 2
+"""Of which one caller's requests hold at most this many together: the rest are other callers'."""
 
-    def __init__(self, concurrency: int, max_bytes: int) -> None:
+
+class FetchBudget:
+    """One request's share of the fetcher: a few connections at a time, within its caller's
+    share (others' URLs are not starved), and a byte total under the request limit (URLs are
+    not a way around it)."""
+
+    def __init__(self, concurrency: int, max_bytes: int, caller_slots: asyncio.Semaphore) -> None:
         self.slots = asyncio.Semaphore(concurrency)
+        self.caller_slots = caller_slots
         self.left = max_bytes
         self.max_bytes = max_bytes
 
@@ -153,8 +162,10 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.max_request_bytes = max_request_bytes
         self.policy = AddressPolicy(settings.fetch_allow_networks)
+        self._callers: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
+        """Each caller's share of the connections, alive while a request of theirs holds it."""
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=_GuardedResolver(self.policy), limit=32),
+            connector=aiohttp.TCPConnector(resolver=_GuardedResolver(self.policy), limit=CONNECTIONS),
             timeout=aiohttp.ClientTimeout(
                 total=settings.fetch_connect_timeout + settings.fetch_read_timeout,
                 sock_connect=settings.fetch_connect_timeout,
@@ -179,13 +190,16 @@ class Fetcher:
         if rule is not None:
             raise FetchError("url_not_allowed", f"{url.host} is a non-public address ({rule})")
 
-    def budget(self) -> FetchBudget:
-        return FetchBudget(self.settings.fetch_concurrency, self.max_request_bytes)
+    def budget(self, caller: str) -> FetchBudget:
+        shared = self._callers.get(caller)
+        if shared is None:
+            shared = self._callers[caller] = asyncio.Semaphore(CALLER_CONNECTIONS)
+        return FetchBudget(self.settings.fetch_concurrency, self.max_request_bytes, shared)
 
     async def fetch(self, raw_url: str, budget: FetchBudget | None = None) -> bytes:
         """The body of ``raw_url``, following at most ``fetch_max_redirects`` redirects."""
-        budget = budget or self.budget()
-        async with budget.slots:
+        budget = budget or self.budget("")
+        async with budget.slots, budget.caller_slots:
             return await self._fetch(raw_url, budget)
 
     async def _fetch(self, raw_url: str, budget: FetchBudget) -> bytes:

@@ -56,14 +56,14 @@ def ingest_item(outcome: Outcome) -> IngestItem:
 
 
 async def _prepare(
-    item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher, budget: FetchBudget
+    item: Item, pipeline: EmbeddingPipeline, fetcher: Fetcher, budget: FetchBudget, caller: str
 ) -> NewImage | ItemError:
     if item.error is not None:
         return item.error
     try:
         data = item.data if item.url is None else await fetcher.fetch(item.url, budget)
         assert data is not None
-        embedded = await pipeline.embed(data)
+        embedded = await pipeline.embed(data, caller)
     except (FetchError, DecodeError) as exc:
         return ItemError(exc.code, exc.message)
     image = embedded.image
@@ -93,15 +93,16 @@ async def _prepare(
 
 
 async def prepare(
-    items: list[Item], *, pipeline: EmbeddingPipeline, fetcher: Fetcher
+    items: list[Item], *, pipeline: EmbeddingPipeline, fetcher: Fetcher, caller: str
 ) -> tuple[list[NewImage], list[Outcome]]:
     """Fetch, decode and embed every item concurrently: the valid images, and every item's
     outcome so far. Raises NoValidImages if none is valid, and Overloaded, before any work, when
-    the model has no room for the request."""
-    with pipeline.admit(sum(item.error is None for item in items)):
-        budget = fetcher.budget()
+    the model has no room for the request. ``caller`` (the collection) takes turns with others
+    for decoders, model room and fetch connections."""
+    with pipeline.admit(sum(item.error is None for item in items), caller):
+        budget = fetcher.budget(caller)
         prepared = await asyncio.gather(
-            *(_prepare(item, pipeline, fetcher, budget) for item in items), return_exceptions=True
+            *(_prepare(item, pipeline, fetcher, budget, caller) for item in items), return_exceptions=True
         )
     for result in prepared:
         if isinstance(result, BaseException):
@@ -126,9 +127,10 @@ async def ingest(
     store: VectorStore,
     fetcher: Fetcher,
     rules: Rules,
+    caller: str,
 ) -> IngestResult:
     """Raises NoValidImages if nothing can be stored, and Overloaded when the model has no room."""
-    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
+    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher, caller=caller)
     request_id = uuid.uuid4()
     found = await record_request(store, request_id, len(items), images, model=pipeline.descriptor, rules=rules)
     for image, matches in zip(images, found, strict=True):
@@ -140,10 +142,10 @@ async def ingest(
 
 
 async def look_up(
-    items: list[Item], *, pipeline: EmbeddingPipeline, store: VectorStore, fetcher: Fetcher, rules: Rules
+    items: list[Item], *, pipeline: EmbeddingPipeline, store: VectorStore, fetcher: Fetcher, rules: Rules, caller: str
 ) -> list[Outcome]:
     """Like :func:`ingest`, storing nothing: every item's outcome with its duplicates."""
-    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher)
+    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher, caller=caller)
     for image, matches in zip(images, await search(store, images, model=pipeline.descriptor, rules=rules), strict=True):
         outcomes[image.position].duplicates = matches[: rules.top_k]
     return outcomes

@@ -58,7 +58,7 @@ async def reembed(
         embedded = None
         if data is not None and hashlib.sha256(data).hexdigest() == image.sha256:
             try:
-                embedded = await pipeline.embed(data)
+                embedded = await pipeline.embed(data, "reembed")  # one operator command: one caller
             except DecodeError as exc:
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:

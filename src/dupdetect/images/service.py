@@ -50,16 +50,19 @@ def _original_bytes(root: Path, image: StoredImage) -> bytes | None:
 
 class ImageService:
     def __init__(
-        self, store: VectorStore, pipeline: EmbeddingPipeline, fetcher: Fetcher, settings: DuplicateSettings
+        self, store: VectorStore, pipeline: EmbeddingPipeline, fetcher: Fetcher, settings: DuplicateSettings,
+        *, caller: str = DEFAULT_COLLECTION,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.fetcher = fetcher
         self.settings = settings
+        self.caller = caller
+        """Who takes turns for decoders, model room and fetch connections: the collection."""
 
     def scoped(self, collection: str) -> ImageService:
         """The same service over one collection's view of the store."""
-        return ImageService(self.store.scoped(collection), self.pipeline, self.fetcher, self.settings)
+        return ImageService(self.store.scoped(collection), self.pipeline, self.fetcher, self.settings, caller=collection)
 
     @property
     def descriptor(self) -> str:
@@ -81,12 +84,16 @@ class ImageService:
 
     async def ingest(self, items: list[Item]) -> IngestResult:
         """Store the usable items and their duplicates (POST /images). Raises NoValidImages, Overloaded."""
-        return await ingest(items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=self.rules())
+        return await ingest(
+            items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=self.rules(), caller=self.caller
+        )
 
     async def search(self, items: list[Item], *, threshold: float | None, limit: int | None) -> list[Outcome]:
         """Each item's duplicates among the stored images; nothing is stored (POST /search)."""
         rules = self.rules(threshold=threshold, limit=limit)
-        return await look_up(items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=rules)
+        return await look_up(
+            items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=rules, caller=self.caller
+        )
 
     async def duplicates(
         self, request_id: uuid.UUID, *, threshold: float | None = None, limit: int | None = None
@@ -116,7 +123,7 @@ class ImageService:
         if not items:
             return outcomes
         try:
-            images, prepared = await prepare(items, pipeline=self.pipeline, fetcher=self.fetcher)
+            images, prepared = await prepare(items, pipeline=self.pipeline, fetcher=self.fetcher, caller=self.caller)
         except NoValidImages as exc:
             return outcomes + exc.outcomes
         await self.store.add_request(uuid.uuid4(), len(items), images, [], model=self.descriptor)

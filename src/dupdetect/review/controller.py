@@ -14,6 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
+from dupdetect.api.auth import authenticated
 from dupdetect.api.errors import error_responses
 from dupdetect.images.service import ImageService
 from dupdetect.review.deps import provide_review
@@ -56,12 +57,13 @@ PAGE_HEADERS = {
 
 class ReviewController(Controller):
     tags = ("review",)
+    guards = [authenticated]  # noqa: RUF012 - Litestar's own attribute
 
-    @get("/", include_in_schema=False)
+    @get("/", include_in_schema=False, opt={"public": True})
     async def home(self) -> Redirect:
         return Redirect("/ui")
 
-    @get("/ui", media_type=MediaType.HTML, include_in_schema=False)
+    @get("/ui", media_type=MediaType.HTML, include_in_schema=False, opt={"public": True})
     async def page(self) -> Response[str]:
         return Response(PAGE, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
@@ -92,6 +94,7 @@ class DecisionsController(Controller):
     keeps pairs and decisions (pgvector), so a Pinecone deployment does not offer them at all."""
 
     tags = ("review",)
+    guards = [authenticated]  # noqa: RUF012 - Litestar's own attribute
     dependencies = {"review": Provide(provide_review)}  # noqa: RUF012 - Litestar's own attribute
 
     @get(

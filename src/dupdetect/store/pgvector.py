@@ -40,6 +40,10 @@ from dupdetect.store.base import (
     StoredImage,
 )
 
+MAINTENANCE_TIMEOUT_S = 86_400.0
+"""Statements that may rightly take long (an index build, a collection's groups) are not held to
+DUPDETECT_QUERY_TIMEOUT."""
+
 CONNECTION_LOST: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,  # the connection broke mid-statement
     asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
@@ -179,6 +183,18 @@ def _grouped(rows: list[asyncpg.Record], keys: list[Any]) -> dict[Any, list[Cand
     return found
 
 
+async def _still_stored(conn: asyncpg.Connection, pairs: list[Pair], new: set[uuid.UUID]) -> list[Pair]:
+    """The pairs whose stored image is still there, locked until this transaction ends: an
+    image deleted since the search (a concurrent DELETE) loses its pairs instead of failing the
+    whole request on the foreign key."""
+    if not pairs:
+        return pairs
+    others = list({image for pair in pairs for image in (pair.image_id, pair.duplicate_id)} - new)
+    rows = await conn.fetch("SELECT id FROM images WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE", others)
+    alive = new | {row["id"] for row in rows}
+    return [pair for pair in pairs if pair.image_id in alive and pair.duplicate_id in alive]
+
+
 class PgVectorStore:
     name = "pgvector"
 
@@ -229,7 +245,8 @@ class PgVectorStore:
                 await conn.execute(f"SET max_parallel_maintenance_workers = {max(1, (os.cpu_count() or 2) - 1)}")
                 await conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {index} ON images USING hnsw ((embedding::halfvec({self.dims}))"
-                    f" halfvec_cosine_ops) WITH ({options}) WHERE vector_dims(embedding) = {self.dims}"
+                    f" halfvec_cosine_ops) WITH ({options}) WHERE vector_dims(embedding) = {self.dims}",
+                    timeout=MAINTENANCE_TIMEOUT_S,
                 )
                 await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
 
@@ -356,11 +373,12 @@ class PgVectorStore:
             pairs = await conn.fetch(
                 "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind, d.matched_points FROM duplicates d"
                 " JOIN images i ON i.id = d.image_id WHERE i.collection = $1",
-                self.collection,
+                self.collection, timeout=MAINTENANCE_TIMEOUT_S,
             )
             rows = await conn.fetch(
                 f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.collection = $1 AND i.id = ANY($2::uuid[])",
                 self.collection, list({p["image_id"] for p in pairs} | {p["duplicate_id"] for p in pairs}),
+                timeout=MAINTENANCE_TIMEOUT_S,
             )
         return int(version or 0), [_image(row) for row in rows], [Pair(**dict(p)) for p in pairs]
 
@@ -378,10 +396,12 @@ class PgVectorStore:
             )
             if built >= version:
                 return
-            await conn.execute("DELETE FROM group_members WHERE collection = $1", self.collection)
+            await conn.execute(
+                "DELETE FROM group_members WHERE collection = $1", self.collection, timeout=MAINTENANCE_TIMEOUT_S
+            )
             if records:
                 await conn.copy_records_to_table(
-                    "group_members", records=records,
+                    "group_members", records=records, timeout=MAINTENANCE_TIMEOUT_S,
                     columns=["collection", "group_id", "group_rank", "group_size", "image_id", "position",
                              "suggested_keep", "joined_via", "joined_as", "joined_similarity", "joined_matched_points",
                              "keeper_reason"],
@@ -466,6 +486,7 @@ class PgVectorStore:
             keypoints = [(img.id, img.keypoints) for img in images if img.keypoints is not None]
             if keypoints:
                 await conn.copy_records_to_table("image_keypoints", columns=["image_id", "keypoints"], records=keypoints)
+            pairs = await _still_stored(conn, pairs, {img.id for img in images})
             if pairs:
                 await conn.copy_records_to_table(
                     "duplicates",
