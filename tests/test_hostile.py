@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +106,29 @@ async def test_fetched_urls_count_towards_the_request_byte_limit(
     assert [item.get("error", {}).get("code") for item in body["items"]][2:] == ["request_too_large"] * 3
 
 
-async def test_one_request_cannot_take_every_fetch_connection(
-    settings: Settings, http: aiohttp.ClientSession
-) -> None:
-    running = peak = 0
+@contextlib.asynccontextmanager
+async def _slow_images(payload: bytes) -> AsyncIterator[tuple[str, list[int]]]:
+    """A host whose images take 0.3 s each: its URL, and the most requests it held at once."""
+    running, peak = 0, [0]
 
     async def slow(_: web.Request) -> web.Response:
-        nonlocal running, peak
+        nonlocal running
         running += 1
-        peak = max(peak, running)
+        peak[0] = max(peak[0], running)
         await asyncio.sleep(0.3)
         running -= 1
-        return _image_response(jpeg("rocket"))
+        return _image_response(payload)
 
     app = web.Application()
     app.router.add_get("/{n}.jpg", slow)
-    async with web_server(app) as images:
+    async with web_server(app) as url:
+        yield url, peak
+
+
+async def test_one_request_cannot_take_every_fetch_connection(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    async with _slow_images(jpeg("rocket")) as (images, peak):
         fetching = msgspec.structs.replace(
             settings, fetch=FetchSettings(fetch_allow_networks=("127.0.0.0/8",), fetch_concurrency=2)
         )
@@ -127,7 +136,7 @@ async def test_one_request_cannot_take_every_fetch_connection(
             payload = {"images": [{"url": f"{images}/{n}.jpg"} for n in range(6)]}
             async with http.post(f"{base_url}/images", json=payload) as resp:
                 assert resp.status == 201
-    assert peak == 2
+    assert peak == [2]
 
 
 async def test_a_client_that_stops_sending_its_body_is_dropped(settings: Settings) -> None:
@@ -368,6 +377,8 @@ async def test_one_callers_requests_cannot_take_the_whole_model_queue(settings: 
     with pipeline.admit(100, "noisy"), pipeline.admit(50, "noisy"):
         with pytest.raises(Overloaded, match="of this collection"), pipeline.admit(100, "noisy"):
             pass
+        with pytest.raises(Overloaded):  # refused before its body is read
+            pipeline.check_room("noisy")
         with pipeline.admit(100, "victim"):  # room for another caller's full request is kept
             pass
 
@@ -375,24 +386,12 @@ async def test_one_callers_requests_cannot_take_the_whole_model_queue(settings: 
 async def test_one_callers_urls_cannot_take_every_fetch_connection() -> None:
     from dupdetect.images.fetch import CALLER_CONNECTIONS, Fetcher
 
-    running = peak = 0
-
-    async def slow(_: web.Request) -> web.Response:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.3)
-        running -= 1
-        return _image_response(b"x")
-
-    app = web.Application()
-    app.router.add_get("/{n}.jpg", slow)
-    async with web_server(app) as images:
+    async with _slow_images(b"x") as (images, peak):
         fetcher = Fetcher(FetchSettings(fetch_allow_networks=("127.0.0.0/8",)), max_bytes=MB, max_request_bytes=MB * 100)
         try:
             budgets = [fetcher.budget("noisy") for _ in range(4)]  # four requests of 8 URLs at a time each
             await asyncio.gather(*(fetcher.fetch(f"{images}/{n}.jpg", budgets[n % 4]) for n in range(48)))
-            assert peak == CALLER_CONNECTIONS < 32
+            assert peak == [CALLER_CONNECTIONS] and CALLER_CONNECTIONS < 32
         finally:
             await fetcher.close()
 

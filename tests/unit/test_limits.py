@@ -45,3 +45,10 @@ def test_no_limit_counts_nothing() -> None:
 )
 def test_json_items_are_counted_without_decoding(body: bytes, fits: bool) -> None:
     assert _objects_at_most(body, 101) is fits
+
+
+@pytest.mark.parametrize("cut", [10, 25, 31, 40])
+def test_a_prefix_that_ends_inside_a_string_counts_that_strings_braces_as_text(cut: int) -> None:
+    body = b'{"images": [{"url": "http://x/' + b"{" * 500 + b'"}]}'
+    assert _objects_at_most(body[: cut + 20] + b' "', 101)
+    assert _objects_at_most(b'{"images": [{"url": "a\\' + b' "', 101)  # cut after a backslash

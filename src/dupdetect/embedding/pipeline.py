@@ -75,21 +75,32 @@ class EmbeddingPipeline:
         self.decoders.stop()
         self.worker.stop()
 
-    @contextlib.contextmanager
-    def admit(self, images: int, caller: str) -> Iterator[None]:
-        """Admit a request's images before any is fetched, decoded or embedded, or refuse it at
-        once (Overloaded): work that is admitted always finishes, none is thrown away. One
-        caller never holds the room another caller's request needs."""
+    def _refusal(self, images: int, caller: str) -> Overloaded | None:
         mine = self._admitted_by[caller]
         if self.admitted + images > self.capacity:
             waiting, whose = self.admitted, "images are"
         elif mine and mine + images > self.per_caller:
             waiting, whose = mine, "images of this collection are"
         else:
-            waiting = 0
-        if waiting:
-            wait = math.ceil(waiting * self.worker.seconds_per_image)
-            raise Overloaded(f"{waiting} {whose} already waiting for the model", retry_after=min(60, max(1, wait)))
+            return None
+        wait = math.ceil(waiting * self.worker.seconds_per_image)
+        return Overloaded(f"{waiting} {whose} already waiting for the model", retry_after=min(60, max(1, wait)))
+
+    def check_room(self, caller: str) -> None:
+        """Raise Overloaded when not even one more image of ``caller`` would be admitted: a
+        request is then refused before its body is read."""
+        refusal = self._refusal(1, caller)
+        if refusal is not None:
+            raise refusal
+
+    @contextlib.contextmanager
+    def admit(self, images: int, caller: str) -> Iterator[None]:
+        """Admit a request's images before any is fetched, decoded or embedded, or refuse it at
+        once (Overloaded): work that is admitted always finishes, none is thrown away. One
+        caller never holds the room another caller's request needs."""
+        refusal = self._refusal(images, caller)
+        if refusal is not None:
+            raise refusal
         self.admitted += images
         self._admitted_by[caller] += images
         try:

@@ -147,6 +147,8 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+FIRST_COUNT_AT = 1 << 20
+"""Bytes of a JSON body read before its objects are first counted."""
 STRINGS_PER_ITEM = 6
 """An entry holds at most three fields (base64, url, filename): six strings with their names."""
 
@@ -168,10 +170,16 @@ def _objects_at_most(body: bytes | bytearray, limit: int) -> bool:
 async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     body = bytearray()
     hint = " for JSON; send larger batches as multipart/form-data"
+    objects = limits.max_images_per_request + 1  # one for the body, one per entry
+    check_at = FIRST_COUNT_AT
     async for chunk in _limited(stream, min(limits.max_json_bytes, limits.max_request_bytes), hint):
         body += chunk
-    # One object for the body, one per entry.
-    if not await asyncio.to_thread(_objects_at_most, body, limits.max_images_per_request + 1):
+        if len(body) >= check_at:  # at 1, 2, 4… MB: a body of too many items is refused before it is all sent
+            check_at *= 2
+            # The prefix may end inside a string: a space and a quote close it (or open an empty one).
+            if body.count(b"{") > objects and not await asyncio.to_thread(_objects_at_most, bytes(body) + b' "', objects):
+                raise _too_many(limits)
+    if not await asyncio.to_thread(_objects_at_most, body, objects):
         raise _too_many(limits)
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)

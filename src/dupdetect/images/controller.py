@@ -68,6 +68,7 @@ class ImagesController(Controller):
     async def add_images(
         self, request: AnyRequest, reader: NamedDependency[BodyReader], images: NamedDependency[ImageService]
     ) -> IngestResponse:
+        images.check_room()
         result = await images.ingest(await _items(request, reader))
         return IngestResponse(
             request_id=result.request_id, added=result.added, items=[ingest_item(o) for o in result.outcomes]
@@ -96,6 +97,7 @@ class ImagesController(Controller):
         threshold: Threshold = None,
         limit: Limit = None,
     ) -> SearchResponse:
+        images.check_room()
         outcomes = await images.search(await _items(request, reader), threshold=threshold, limit=limit)
         found = sum(bool(o.duplicates) for o in outcomes)
         return SearchResponse(

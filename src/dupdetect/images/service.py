@@ -82,6 +82,11 @@ class ImageService:
 
     # Adding and searching.
 
+    def check_room(self) -> None:
+        """Raises Overloaded when this collection has no room for even one more image (before a
+        body is read: reading a body that will be refused is the costly part)."""
+        self.pipeline.check_room(self.caller)
+
     async def ingest(self, items: list[Item]) -> IngestResult:
         """Store the usable items and their duplicates (POST /images). Raises NoValidImages, Overloaded."""
         return await ingest(
