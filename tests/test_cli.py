@@ -135,3 +135,10 @@ async def test_keys_are_created_listed_and_revoked_from_the_command_line(dsn: st
     assert cli("revoke", "nosuchkey").returncode == 1
     bad = cli("create", "--collection", "Not Valid")
     assert bad.returncode == 2 and bad.stderr.startswith("dupdetect: error: collection")
+
+
+def test_version_is_the_installed_one() -> None:
+    from importlib.metadata import version
+
+    shown = subprocess.run([*DUPDETECT, "--version"], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.strip() == f"dupdetect {version('dupdetect')}"

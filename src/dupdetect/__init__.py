@@ -1,3 +1,6 @@
 """dupdetect: find duplicate and near-duplicate images, self-hosted."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("dupdetect")
+"""The one version: pyproject.toml's, as installed (``dupdetect --version``, /schema, User-Agent)."""

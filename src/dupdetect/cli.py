@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, get_args
 
 import msgspec
 
+from dupdetect import __version__
 from dupdetect.errors import OperatorError
 
 if TYPE_CHECKING:
@@ -342,6 +343,7 @@ def _folder_options(command: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dupdetect", description="Duplicate image detection service.")
+    parser.add_argument("--version", action="version", version=f"dupdetect {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP service")

@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from dupdetect import __version__
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import FetchSettings
 
@@ -171,7 +172,7 @@ class Fetcher:
                 sock_connect=settings.fetch_connect_timeout,
                 sock_read=settings.fetch_read_timeout,
             ),
-            headers={"User-Agent": "dupdetect/0.1 (+image duplicate detection)"},
+            headers={"User-Agent": f"dupdetect/{__version__} (+image duplicate detection)"},
             auto_decompress=False,
             trust_env=False,
         )
