@@ -11,7 +11,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from dupdetect.api.limits import MinuteCounter
+from dupdetect.api.limits import MinuteCounter, client_address
 from dupdetect.errors import DupdetectError
 from dupdetect.keys import KeyRegistry
 from dupdetect.runtime import Runtime
@@ -55,11 +55,6 @@ class CallerLimits:
         """Per address: over it, the address's requests are refused before any key look-up."""
 
 
-def _address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """As api/limits.client_limits counts it."""
-    return f"address:{connection.client.host if connection.client else 'unknown'}"
-
-
 async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Guard of the data routes (not of those with ``opt={"public": True}``): 401 without a
     valid key when auth is on, 429 over the rate limits; sets ``connection.state.collection``."""
@@ -67,7 +62,7 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], handler:
         return
     runtime: Runtime = connection.app.state.runtime
     limits: CallerLimits = connection.app.state.caller_limits
-    address = _address(connection)
+    address = client_address(connection.scope.get("client"))
     if not runtime.settings.server.auth_required:
         limits.requests.hit(address)
         connection.state.collection = DEFAULT_COLLECTION

@@ -32,26 +32,33 @@ class MinuteCounter:
 
     def hit(self, identity: str) -> None:
         """Count one; raises 429 ``too_many_requests`` when over, with Retry-After for the next minute."""
-        self._count(identity, 1)
+        if self.per_minute:
+            self._hits_now()[identity] += 1
+            self._refuse_over(identity, self.per_minute)
 
     def check(self, identity: str) -> None:
-        """Raises 429 if ``identity`` is already over, counting nothing."""
-        self._count(identity, 0)
+        """Raises 429 if ``identity`` has used its minute up, counting nothing."""
+        if self.per_minute:
+            self._refuse_over(identity, self.per_minute - 1)
 
-    def _count(self, identity: str, n: int) -> None:
-        if not self.per_minute:
-            return
-        now = time.time()
-        minute = int(now // 60)
+    def _hits_now(self) -> collections.Counter[str]:
+        minute = int(time.time() // 60)
         if minute != self._minute or len(self._hits) > MAX_TRACKED:
             self._minute, self._hits = minute, collections.Counter()
-        self._hits[identity] += n
-        if self._hits[identity] > self.per_minute or (n == 0 and self._hits[identity] >= self.per_minute):
-            retry = max(1, int(60 - now % 60) + 1)
+        return self._hits
+
+    def _refuse_over(self, identity: str, allowed: int) -> None:
+        if self._hits_now().get(identity, 0) > allowed:
+            retry = max(1, int(60 - time.time() % 60) + 1)
             raise DupdetectError(
                 "too_many_requests", f"more than {self.per_minute} {self.what} a minute; retry in {retry} s",
                 status=429, headers={"Retry-After": str(retry)},
             )
+
+
+def client_address(client: tuple[str, int] | None) -> str:
+    """How limits name a client: its address (behind a proxy, the proxy's)."""
+    return f"address:{client[0] if client else 'unknown'}"
 
 
 def client_limits(
@@ -67,10 +74,9 @@ def client_limits(
             if scope["type"] != ScopeType.HTTP or scope["path"] in exempt:
                 await app(scope, receive, send)
                 return
-            client = scope.get("client")
-            address = client[0] if client else "unknown"
+            address = client_address(scope.get("client"))
             try:
-                failures.check(f"address:{address}")
+                failures.check(address)
             except DupdetectError as exc:
                 await send_error(send, exc.status, exc.code, exc.message, [(b"retry-after", exc.headers["Retry-After"].encode())])
                 return

@@ -167,6 +167,13 @@ def _objects_at_most(body: bytes | bytearray, limit: int) -> bool:
     return _JSON_STRING.sub(b"", body).count(b"{") <= limit
 
 
+async def _refuse_too_many(body: bytes | bytearray, objects: int, limits: LimitSettings) -> None:
+    """413 for a body of more than ``objects`` objects; the full count runs off the event loop,
+    and only when the quick one is too high."""
+    if body.count(b"{") > objects and not await asyncio.to_thread(_objects_at_most, body, objects):
+        raise _too_many(limits)
+
+
 async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     body = bytearray()
     hint = " for JSON; send larger batches as multipart/form-data"
@@ -177,10 +184,8 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
         if len(body) >= check_at:  # at 1, 2, 4… MB: a body of too many items is refused before it is all sent
             check_at *= 2
             # The prefix may end inside a string: a space and a quote close it (or open an empty one).
-            if body.count(b"{") > objects and not await asyncio.to_thread(_objects_at_most, bytes(body) + b' "', objects):
-                raise _too_many(limits)
-    if not await asyncio.to_thread(_objects_at_most, body, objects):
-        raise _too_many(limits)
+            await _refuse_too_many(bytes(body) + b' "', objects, limits)
+    await _refuse_too_many(body, objects, limits)
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)
     except msgspec.ValidationError as exc:
