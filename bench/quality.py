@@ -42,9 +42,11 @@ from dupdetect.embedding import weights  # noqa: E402
 from dupdetect.embedding.backbones import BACKBONES  # noqa: E402
 from dupdetect.embedding.pipeline import EmbeddingPipeline  # noqa: E402
 from dupdetect.images.body import Item  # noqa: E402
-from dupdetect.images.duplicates import Rules, search  # noqa: E402
+from dupdetect.images.duplicates import search  # noqa: E402
 from dupdetect.images.fetch import Fetcher  # noqa: E402
-from dupdetect.images.ingest import ingest, prepare  # noqa: E402
+from dupdetect.images.prepare import prepare  # noqa: E402
+from dupdetect.images.rules import Rules  # noqa: E402
+from dupdetect.images.service import ImageService  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.settings import DatabaseSettings, ModelSettings, Settings  # noqa: E402
 from dupdetect.store.base import Kind, Match  # noqa: E402
@@ -124,15 +126,15 @@ async def ours(
         await asyncio.to_thread(upgrade, server.dsn)
         pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
         store = PgVectorStore(pool, dims=pipeline.dims)
-        rules = Rules.from_settings(settings.duplicates)
         limits = settings.limits
         fetcher = Fetcher(settings.fetch, max_bytes=limits.max_image_bytes, max_request_bytes=limits.max_request_bytes)
+        service = ImageService(store, pipeline, fetcher, settings.duplicates, caller="bench")
         ids: dict[object, int] = {}
         stored_pairs = []
         for start in range(0, len(stored), BATCH):
             chunk = stored[start : start + BATCH]
             items = [Item(index=i, filename=f"item-{label}", data=data) for i, (label, data) in enumerate(chunk)]
-            result = await ingest(items, pipeline=pipeline, store=store, fetcher=fetcher, rules=rules, caller="bench")
+            result = await service.ingest(items)
             for outcome in result.outcomes:
                 ids[outcome.image_id] = chunk[outcome.index][0]
             stored_pairs += [(chunk[o.index][0], ids[m.image.id]) for o in result.outcomes for m in o.duplicates]

@@ -1,16 +1,19 @@
 """Soak under faults: concurrent clients upload and search while the database and the service
 are killed; afterwards the database is checked against what every client was told.
 
-    python bench/soak.py [--clients 4] [--minutes 3] [--fault-every 20] [--model efficientnet_lite0]
+    python bench/soak.py [--clients 4] [--faults 12] [--between 60] [--model efficientnet_lite0]
 
-Loopback only, bounded in time: ``dupdetect serve`` runs in its own process with the embedded
-PostgreSQL in a temporary data dir. Every ``--fault-every`` seconds one fault, in turn:
+Loopback only: ``dupdetect serve`` runs in its own process with the embedded PostgreSQL in a
+temporary data dir. Paced by what happens, not by the clock (a slow machine runs longer, it
+does not test less): after every ``--between`` uploads answered 201, one fault, in turn:
 
 - ``db-kill``: ``kill -9`` of the PostgreSQL postmaster; recovery = until ``/ready`` answers
   200 again, with no restart of dupdetect (target ≤ 10 s);
 - ``service-kill``: ``kill -9`` of dupdetect, then a restart; recovery = restart until ready;
 - ``sigterm``: SIGTERM while uploads run (they finish within the grace or are answered 503),
   then a restart; recovery = signal until ready again.
+
+After the last fault, another ``--between`` uploads must succeed.
 
 Every image is unique (random texture); some requests also carry a re-encoded, slightly
 shrunk copy of an image the same client sent earlier, so pairs must be found. Afterwards the
@@ -53,12 +56,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench.embed import table  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.images.duplicates import Rules, settle_pending  # noqa: E402
+from dupdetect.images.duplicates import settle_pending  # noqa: E402
+from dupdetect.images.rules import Rules  # noqa: E402
 from dupdetect.settings import DatabaseSettings, DuplicateSettings  # noqa: E402
 from dupdetect.store.pgvector import PgVectorStore  # noqa: E402
 from tests.processes import DUPDETECT, cli_env, free_port, wait_ready  # noqa: E402
 
 FAULTS = ("db-kill", "service-kill", "sigterm")
+HANG_S = 600
+"""Longest wait for uploads to succeed: only a broken service takes this long."""
 
 
 @dataclass
@@ -185,12 +191,12 @@ async def _upload(http: aiohttp.ClientSession, service: Service, sent: Sent) -> 
 
 
 async def _client(
-    n: int, http: aiohttp.ClientSession, service: Service, deadline: float, log: list[Sent], searches: Counter[str]
+    n: int, http: aiohttp.ClientSession, service: Service, stop: asyncio.Event, log: list[Sent], searches: Counter[str]
 ) -> None:
     rng = np.random.default_rng(n)
     pick = random.Random(n)
     mine: list[bytes] = []
-    while time.monotonic() < deadline:
+    while not stop.is_set():
         sent = Sent(images=[_jpeg(_texture(rng)) for _ in range(pick.randint(1, 4))])
         if mine and pick.random() < 0.5:
             original = mine.pop(pick.randrange(len(mine)))  # copied once: every upload stays unique
@@ -209,11 +215,22 @@ async def _client(
             await asyncio.sleep(0.2)
 
 
-async def _faults(http: aiohttp.ClientSession, service: Service, deadline: float, every: float) -> list[Fault]:
+async def _after_uploads(log: list[Sent], count: int) -> None:
+    """Until ``count`` uploads in all were answered 201 (a guard, not a measure, stops a hang)."""
+    deadline = time.monotonic() + HANG_S
+    while sum(sent.outcome == "ok" for sent in log) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} uploads succeeded in {HANG_S} s: see serve.log")
+        await asyncio.sleep(0.05)
+
+
+async def _faults(
+    http: aiohttp.ClientSession, service: Service, log: list[Sent], *, count: int, between: int
+) -> list[Fault]:
     done: list[Fault] = []
-    while time.monotonic() + every < deadline:
-        await asyncio.sleep(every)
-        kind = FAULTS[len(done) % len(FAULTS)]
+    for n in range(count):
+        await _after_uploads(log, (n + 1) * between)
+        kind = FAULTS[n % len(FAULTS)]
         started = time.monotonic()
         if kind == "db-kill":
             service.postmaster().kill()
@@ -226,6 +243,7 @@ async def _faults(http: aiohttp.ClientSession, service: Service, deadline: float
             recovery = time.monotonic() - started
         print(f"  {kind}: ready again after {recovery:.1f} s", flush=True)
         done.append(Fault(kind, recovery))
+    await _after_uploads(log, (count + 1) * between)
     return done
 
 
@@ -303,17 +321,22 @@ class Report:
         return not (self.counts["lost"] or self.counts["partial"] or self.counts["unclean"] or self.problems)
 
 
-async def soak(data_dir: Path, *, clients: int, seconds: float, fault_every: float, model: str) -> Report:
+async def soak(data_dir: Path, *, clients: int, faults: int, between: int, model: str) -> Report:
+    """``faults`` faults in turn, each after ``between`` more uploads answered 201."""
     data_dir.mkdir(parents=True, exist_ok=True)
     service = Service(data_dir, model, data_dir / "serve.log")
     await asyncio.to_thread(service.start)
     log: list[Sent] = []
     searches: Counter[str] = Counter()
-    deadline = time.monotonic() + seconds
+    stop = asyncio.Event()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
-            tasks = [_client(n, http, service, deadline, log, searches) for n in range(clients)]
-            faults, *_ = await asyncio.gather(_faults(http, service, deadline, fault_every), *tasks)
+            uploading = [asyncio.create_task(_client(n, http, service, stop, log, searches)) for n in range(clients)]
+            try:
+                done = await _faults(http, service, log, count=faults, between=between)
+            finally:
+                stop.set()
+                await asyncio.gather(*uploading)
     finally:
         await asyncio.to_thread(service.stop)
     database = DatabaseServer.start(DatabaseSettings(data_dir=data_dir))
@@ -321,25 +344,27 @@ async def soak(data_dir: Path, *, clients: int, seconds: float, fault_every: flo
         counts, unsettled, problems = await _settle_and_check(database.dsn, log)
     finally:
         database.stop()
-    return Report(counts, faults, searches, unsettled, problems)
+    return Report(counts, done, searches, unsettled, problems)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults")
+    parser.add_argument("--faults", type=int, default=12, help="faults in all, each kind in turn")
+    parser.add_argument("--between", type=int, default=60, help="uploads answered 201 before each fault")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--keep", type=Path, help="use this (new) data dir and keep it, with serve.log")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         data_dir = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dupdetect-soak-")))
+        started = time.monotonic()
         report = asyncio.run(soak(
-            data_dir, clients=args.clients, seconds=args.minutes * 60, fault_every=args.fault_every, model=args.model
+            data_dir, clients=args.clients, faults=args.faults, between=args.between, model=args.model
         ))
+        minutes = (time.monotonic() - started) / 60
     counts = report.counts
     table(
-        f"Uploads ({args.clients} clients, {args.minutes:g} min, a fault every {args.fault_every:g} s)",
+        f"Uploads ({args.clients} clients, {minutes:.1f} min, a fault after every {args.between} uploads)",
         ["ok", "failed cleanly", "unanswered", "lost", "partial", "unclean", "settled afterwards", "searches ok"],
         [[str(counts[k]) for k in ("ok", "failed", "unanswered", "lost", "partial", "unclean")]
          + [str(report.unsettled), f"{report.searches['ok']}/{sum(report.searches.values())}"]],

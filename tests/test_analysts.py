@@ -20,7 +20,6 @@ def _as(dsn: str, user: str, password: str) -> str:
 
 
 async def test_an_analyst_reads_images_and_duplicates_but_not_keys_and_writes_nothing(dsn: str) -> None:
-    await migrate.upgrade_async(dsn)
     pool = await create_pool(dsn, DatabaseSettings(), ef_search=40)
     name = f"analyst_{uuid.uuid4().hex[:8]}"
     try:
@@ -45,7 +44,6 @@ async def test_an_analyst_cannot_block_migrations_or_escape_the_limits(dsn: str)
     from dupdetect.analysts import end_runaway_sessions
     from dupdetect.migrate import MigrationLockTimeout
 
-    await migrate.upgrade_async(dsn)
     pool = await create_pool(dsn, DatabaseSettings(), ef_search=40)
     name = f"analyst_{uuid.uuid4().hex[:8]}"
     try:

@@ -4,7 +4,9 @@ the embedded PostgreSQL, SIGTERM."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -96,11 +98,11 @@ def test_start_up_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     assert "cannot start the embedded PostgreSQL" in unwritable and "DUPDETECT_DATA_DIR" in unwritable
 
 
-def test_two_first_starts_on_one_empty_database_both_come_up(tmp_path: Path, dsn: str) -> None:
+def test_two_first_starts_on_one_empty_database_both_come_up(tmp_path: Path, empty_dsn: str) -> None:
     """Migrations are serialised: the second process waits for the first, then finds the schema at head."""
     ports = [free_port(), free_port()]
     procs = [
-        start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(p))), p) for p in ports
+        start_serve(cli_env(DUPDETECT_DATABASE_URL=empty_dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(p))), p) for p in ports
     ]
     try:
         for proc, port in zip(procs, ports, strict=True):
@@ -142,3 +144,53 @@ def test_version_is_the_installed_one() -> None:
 
     shown = subprocess.run([*DUPDETECT, "--version"], env=cli_env(), capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout.strip() == f"dupdetect {version('dupdetect')}"
+
+
+def test_a_port_in_use_is_one_line_at_once_and_nothing_claims_to_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*DUPDETECT, "serve", "--port", str(port)], env=cli_env(DUPDETECT_DATA_DIR=str(tmp_path)),
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no "starting on": it never did
+    assert result.stderr.splitlines() == [
+        f"dupdetect: error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another with --port or"
+        " DUPDETECT_PORT)"
+    ]
+    assert not (tmp_path / "postgres").exists()  # refused before the database or the model was touched
+
+
+_PROBE = """
+import sys
+from dupdetect.cli import main
+
+pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(name for name in ("torch", "torchvision", "cv2", "dupdetect.embedding.model") if name in sys.modules)
+print("loaded:", *heavy, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_operator_commands_load_no_model_and_print_no_log_lines(tmp_path: Path) -> None:
+    env = cli_env(DUPDETECT_DATA_DIR=str(tmp_path))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _PROBE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    migrated = run("migrate")  # the data dir exists from here on, as an operator's would
+    assert migrated.returncode == 0, migrated.stderr
+    for args in (("keys", "create", "--collection", "team"), ("keys", "list"), ("sql-role", "create", "reader"),
+                 ("migrate",), ("--help",)):
+        result = run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stderr.splitlines()[-1] == "loaded:", (args, result.stderr)  # no torch, no OpenCV
+        assert '{"time"' not in result.stdout + result.stderr, args  # no JSON log lines without --verbose
+    assert "team" in run("keys", "list").stdout
+    verbose = run("keys", "list", "--verbose")
+    assert '{"time"' in verbose.stderr  # the logs are there when asked for

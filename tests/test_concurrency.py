@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from dupdetect.images.body import Item
 from dupdetect.runtime import running
@@ -53,6 +54,7 @@ async def test_simultaneous_uploads_of_one_photo_are_paired(
             assert len((await resp.json())["images"][0]["duplicates"]) == 2
 
 
+@pytest.mark.slow
 async def test_two_service_processes_racing_on_one_database_record_every_pair_once(
     dsn: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -104,6 +104,7 @@ asyncio.run(pool.decode(open(sys.argv[1], "rb").read(), "a"))
 """
 
 
+@pytest.mark.slow
 def test_workers_exit_when_their_service_is_killed(tmp_path: Any) -> None:
     slow = tmp_path / "slow.png"
     slow.write_bytes(_slow_png(4000))

@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.photos import edited_copy, encode, jpeg, photo, truncated_jpeg
+from tests.processes import DUPDETECT, cli_env
+
+pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
 
 
 @pytest.fixture
@@ -118,27 +122,36 @@ def _form(name: str, payload: bytes) -> aiohttp.FormData:
     return form
 
 
-async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_path: Path) -> None:
+async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_path: Path, dsn: str) -> None:
+    """The ingest is held mid-way by a lock, so Ctrl-C always lands during it, however fast the
+    machine: its waiting write is the signal that it is working."""
     folder = tmp_path / "many"
     folder.mkdir()
-    for n in range(60):
-        (folder / f"{n}.jpg").write_bytes(jpeg("rocket", quality=40 + n % 50))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
-    env.update(DUPDETECT_MODEL="efficientnet_lite0", DUPDETECT_DATA_DIR=str(tmp_path / "data"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dupdetect.cli", "ingest", str(folder), "--batch", "2", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    seen = b""
-    while b"ingest [" not in seen:  # the progress bar: it is working
-        seen += await asyncio.wait_for(proc.stdout.read(200), timeout=120)
-    proc.send_signal(signal.SIGINT)
-    rest, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    out = (seen + rest).decode()
-    assert proc.returncode == 130, out
-    assert "Traceback" not in out and "interrupted; run the same command again" in out
-    assert "already stored" in out.splitlines()[-1]  # the summary of what was done
+    for n in range(6):
+        (folder / f"{n}.jpg").write_bytes(jpeg("rocket", quality=40 + n))
+    env = cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_QUERY_TIMEOUT="600")
+    holder = await asyncpg.connect(dsn)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE")  # reads go on, writes wait
+        proc = await asyncio.create_subprocess_exec(
+            *DUPDETECT, "ingest", str(folder), "--batch", "2", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'images'::regclass"
+        while not await holder.fetchval(waiting):
+            assert proc.returncode is None, (await proc.communicate())[0].decode()
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        await held.rollback()
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    finally:
+        await holder.close()
+    text = out.decode()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "interrupted; run the same command again" in text
+    assert text.splitlines()[-1] == "dupdetect: 0 added (0 duplicate pairs found), 0 already stored, 0 failed"
 
 
 async def test_scan_writes_json_for_machines_and_keeps_its_output_quiet(folder: Path, tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ async def test_a_key_over_its_rate_limit_gets_429_and_another_key_does_not(
             assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_connections_that_never_finish_their_headers_are_closed(dsn: str, http: aiohttp.ClientSession) -> None:
     port = free_port()
     proc = start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_HEADER_READ_TIMEOUT="1"), port)
@@ -236,11 +237,9 @@ async def test_non_ascii_base64_is_that_items_error_and_the_others_are_stored(
 
 
 async def test_an_upload_whose_duplicate_was_just_deleted_is_stored_without_that_pair(dsn: str) -> None:
-    from dupdetect import migrate
     from dupdetect.store.base import NewImage, Pair
     from dupdetect.store.pgvector import PgVectorStore
 
-    await migrate.upgrade_async(dsn)
     pool = await create_pool(dsn, DatabaseSettings(), ef_search=40)
     try:
         store = PgVectorStore(pool, dims=512)

@@ -9,15 +9,19 @@ from datetime import UTC, datetime
 import aiohttp
 import asyncpg
 import numpy as np
+import pytest
 
 from bench.hard_negatives import documents, flats, gradients, logos, transparent
 from bench.transforms import EDITS
-from dupdetect.images.duplicates import Rules, classify
+from dupdetect.images.duplicates import classify
+from dupdetect.images.rules import Rules
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import Candidate, Query, StoredImage
 from dupdetect.store.pgvector import PgVectorStore
 from tests.http import form
 from tests.photos import PHOTOS, jpeg, photo
+
+pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
 
 MILD = [edit for edit in EDITS if edit.difficulty == "mild"]
 

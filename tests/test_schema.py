@@ -17,7 +17,8 @@ async def _tables(conn: asyncpg.Connection) -> set[str]:
     return {row["table_name"] for row in rows}
 
 
-async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
+async def test_upgrade_creates_tables_indexes_and_view(empty_dsn: str) -> None:
+    dsn = empty_dsn
     await migrate.upgrade_async(dsn)
     conn = await asyncpg.connect(dsn)
     try:
@@ -55,7 +56,8 @@ async def test_upgrade_creates_tables_indexes_and_view(dsn: str) -> None:
         await conn.close()
 
 
-async def test_upgrade_is_idempotent_and_downgrade_empties(dsn: str) -> None:
+async def test_upgrade_is_idempotent_and_downgrade_empties(empty_dsn: str) -> None:
+    dsn = empty_dsn
     await migrate.upgrade_async(dsn)
     await migrate.upgrade_async(dsn)
     await asyncio.to_thread(migrate.downgrade, dsn, "base")

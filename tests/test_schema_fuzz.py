@@ -24,6 +24,8 @@ from dupdetect.settings import Settings
 from tests.conftest import with_database
 from tests.processes import cli_env, free_port, start_serve, wait_ready
 
+pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+
 # The document is the app's own, made without starting anything.
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi_schema.to_schema())
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -9,11 +9,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
 
 from tests.conftest import web_server
 from tests.photos import jpeg
 from tests.processes import cli_env, free_port, start_serve, wait_ready
+
+pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
 
 
 def _slow_image_host() -> web.Application:

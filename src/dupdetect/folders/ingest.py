@@ -15,7 +15,6 @@ import msgspec
 from dupdetect.api.errors import ErrorDetail, ErrorResponse
 from dupdetect.folders.files import sha256_of, stored_name
 from dupdetect.images.body import Item, ItemError
-from dupdetect.images.ingest import ingest_item
 from dupdetect.images.schemas import IngestItem, IngestResponse, KnownFiles
 from dupdetect.images.service import ImageService
 
@@ -117,7 +116,7 @@ def local_client(images: ImageService) -> tuple[Sender, Lookup]:
 
     async def send(files: list[tuple[str, bytes]]) -> list[IngestItem]:
         items = [Item(index=i, filename=name, data=payload) for i, (name, payload) in enumerate(files)]
-        return [ingest_item(outcome) for outcome in await images.add_unsearched(items)]
+        return [IngestItem.of(outcome) for outcome in await images.add_unsearched(items)]
 
     return send, images.stored_names
 

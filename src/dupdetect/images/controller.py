@@ -13,11 +13,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from dupdetect.api.auth import authenticated
 from dupdetect.api.errors import error_responses
 from dupdetect.images.body import BodyReader, Item
-from dupdetect.images.ingest import ingest_item
 from dupdetect.images.schemas import (
     DuplicatesResponse,
     ImageDuplicates,
     ImagesOperation,
+    IngestItem,
     IngestResponse,
     KnownFiles,
     KnownHashes,
@@ -71,7 +71,7 @@ class ImagesController(Controller):
         images.check_room()
         result = await images.ingest(await _items(request, reader))
         return IngestResponse(
-            request_id=result.request_id, added=result.added, items=[ingest_item(o) for o in result.outcomes]
+            request_id=result.request_id, added=result.added, items=[IngestItem.of(o) for o in result.outcomes]
         )
 
     @post(

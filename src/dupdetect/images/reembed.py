@@ -17,8 +17,9 @@ import msgspec
 
 from dupdetect.embedding.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
-from dupdetect.images.duplicates import Rules, search_again
+from dupdetect.images.duplicates import search_again
 from dupdetect.images.fetch import Fetcher, FetchError
+from dupdetect.images.rules import Rules
 from dupdetect.store.base import BulkStore, StoredImage
 
 log = logging.getLogger(__name__)

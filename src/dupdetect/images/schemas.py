@@ -11,6 +11,7 @@ import msgspec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from dupdetect.images.body import ItemError
+from dupdetect.images.prepare import Outcome
 from dupdetect.store.base import Match, RequestInfo, StoredImage
 
 
@@ -22,6 +23,13 @@ class IngestItem(msgspec.Struct, omit_defaults=True, kw_only=True):
     error: ItemError | None = None
     duplicates: int | None = None
     """How many stored images it duplicates (see GET /duplicates/{request_id})."""
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> IngestItem:
+        """An item's outcome as the API (and the folder commands) report it."""
+        if outcome.error is not None:
+            return cls(index=outcome.index, error=outcome.error)
+        return cls(index=outcome.index, image_id=outcome.image_id, duplicates=len(outcome.duplicates))
 
 
 class IngestResponse(msgspec.Struct, kw_only=True):

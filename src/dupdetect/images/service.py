@@ -1,7 +1,7 @@
 """The image service: what callers do with images, under one set of rules.
 
 HTTP handlers and CLI commands both call it; it is the only place that turns the configured
-thresholds into :class:`~dupdetect.images.duplicates.Rules`. A service is scoped to one
+thresholds into :class:`~dupdetect.images.rules.Rules`. A service is scoped to one
 collection, like its store; it raises :class:`~dupdetect.errors.DupdetectError` subclasses
 (``NotFound``…) that the API answers as they are.
 """
@@ -20,9 +20,10 @@ from dupdetect.errors import NotFound, OperatorError
 from dupdetect.folders.files import sha256_of
 from dupdetect.images import duplicates
 from dupdetect.images.body import Item
-from dupdetect.images.duplicates import Rules
-from dupdetect.images.ingest import IngestResult, NoValidImages, Outcome, ingest, look_up, prepare
+from dupdetect.images.prepare import IngestResult, NoValidImages, Outcome, prepare
 from dupdetect.images.reembed import ReembedReport, reembed
+from dupdetect.images.rules import Rules
+from dupdetect.observability import DUPLICATES_FOUND
 from dupdetect.review.service import ReviewService
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import (
@@ -88,17 +89,29 @@ class ImageService:
         self.pipeline.check_room(self.caller)
 
     async def ingest(self, items: list[Item]) -> IngestResult:
-        """Store the usable items and their duplicates (POST /images). Raises NoValidImages, Overloaded."""
-        return await ingest(
-            items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=self.rules(), caller=self.caller
+        """Store the usable items and their duplicates (POST /images): prepare (fetch, decode,
+        embed), then record them, their pairs and the pairs with concurrent uploads
+        (:func:`duplicates.record_request`). Raises NoValidImages, Overloaded."""
+        images, outcomes = await prepare(items, pipeline=self.pipeline, fetcher=self.fetcher, caller=self.caller)
+        rules, request_id = self.rules(), uuid.uuid4()
+        found = await duplicates.record_request(
+            self.store, request_id, len(items), images, model=self.descriptor, rules=rules
         )
+        for image, matches in zip(images, found, strict=True):
+            outcomes[image.position].image_id = image.id
+            outcomes[image.position].duplicates = matches[: rules.top_k]
+            for match in matches:
+                DUPLICATES_FOUND.labels(match.kind).inc()
+        return IngestResult(request_id=request_id, outcomes=outcomes)
 
     async def search(self, items: list[Item], *, threshold: float | None, limit: int | None) -> list[Outcome]:
         """Each item's duplicates among the stored images; nothing is stored (POST /search)."""
         rules = self.rules(threshold=threshold, limit=limit)
-        return await look_up(
-            items, pipeline=self.pipeline, store=self.store, fetcher=self.fetcher, rules=rules, caller=self.caller
-        )
+        images, outcomes = await prepare(items, pipeline=self.pipeline, fetcher=self.fetcher, caller=self.caller)
+        found = await duplicates.search(self.store, images, model=self.descriptor, rules=rules)
+        for image, matches in zip(images, found, strict=True):
+            outcomes[image.position].duplicates = matches[: rules.top_k]
+        return outcomes
 
     async def duplicates(
         self, request_id: uuid.UUID, *, threshold: float | None = None, limit: int | None = None

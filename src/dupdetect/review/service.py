@@ -11,7 +11,8 @@ import uuid
 import msgspec
 
 from dupdetect.errors import DupdetectError, NotFound
-from dupdetect.images.duplicates import Rules, undo_not_duplicate
+from dupdetect.images.duplicates import undo_not_duplicate
+from dupdetect.images.rules import Rules
 from dupdetect.review import grouping
 from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
 from dupdetect.store.base import DuplicateGroup, Mark, MarkedImage, PreviousMark, ReviewStore, StoredGroups

@@ -1,5 +1,5 @@
-"""POST /images and POST /search as plain functions: fetch, decode and embed every item
-concurrently, then store the valid ones and their duplicates in one go (or only look)."""
+"""The first step of POST /images, POST /search and the folder commands: fetch, decode and
+embed every item concurrently, each item's outcome kept by its position."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
+import msgspec
+
 from dupdetect.embedding.decode import DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.errors import DupdetectError
 from dupdetect.images.body import Item, ItemError
-from dupdetect.images.duplicates import Rules, record_request, search
 from dupdetect.images.fetch import FetchBudget, Fetcher, FetchError
-from dupdetect.images.schemas import IngestItem
-from dupdetect.observability import DUPLICATES_FOUND, ITEMS_REFUSED
-from dupdetect.store.base import Match, NewImage, VectorStore
+from dupdetect.observability import ITEMS_REFUSED
+from dupdetect.store.base import Match, NewImage
 
 
 @dataclass
@@ -36,23 +36,20 @@ class IngestResult:
         return sum(outcome.image_id is not None for outcome in self.outcomes)
 
 
+class RefusedItem(msgspec.Struct, frozen=True):
+    index: int
+    error: ItemError
+
+
 class NoValidImages(DupdetectError):
-    """Every item failed; nothing was stored. ``details``: each item's error."""
+    """Every item failed; nothing was stored. ``details``: each item's error, by its position."""
 
     status = 422
 
     def __init__(self, outcomes: list[Outcome]) -> None:
-        super().__init__(
-            "no_valid_images", "none of the images could be used", details=[ingest_item(o) for o in outcomes]
-        )
+        refused = [RefusedItem(o.index, o.error) for o in outcomes if o.error is not None]
+        super().__init__("no_valid_images", "none of the images could be used", details=refused)
         self.outcomes = outcomes
-
-
-def ingest_item(outcome: Outcome) -> IngestItem:
-    """An item's outcome as the API (and the folder commands) report it."""
-    if outcome.error is not None:
-        return IngestItem(index=outcome.index, error=outcome.error)
-    return IngestItem(index=outcome.index, image_id=outcome.image_id, duplicates=len(outcome.duplicates))
 
 
 async def _prepare(
@@ -118,34 +115,3 @@ async def prepare(
     if not images:
         raise NoValidImages(outcomes)
     return images, outcomes
-
-
-async def ingest(
-    items: list[Item],
-    *,
-    pipeline: EmbeddingPipeline,
-    store: VectorStore,
-    fetcher: Fetcher,
-    rules: Rules,
-    caller: str,
-) -> IngestResult:
-    """Raises NoValidImages if nothing can be stored, and Overloaded when the model has no room."""
-    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher, caller=caller)
-    request_id = uuid.uuid4()
-    found = await record_request(store, request_id, len(items), images, model=pipeline.descriptor, rules=rules)
-    for image, matches in zip(images, found, strict=True):
-        outcomes[image.position].image_id = image.id
-        outcomes[image.position].duplicates = matches[: rules.top_k]
-        for match in matches:
-            DUPLICATES_FOUND.labels(match.kind).inc()
-    return IngestResult(request_id=request_id, outcomes=outcomes)
-
-
-async def look_up(
-    items: list[Item], *, pipeline: EmbeddingPipeline, store: VectorStore, fetcher: Fetcher, rules: Rules, caller: str
-) -> list[Outcome]:
-    """Like :func:`ingest`, storing nothing: every item's outcome with its duplicates."""
-    images, outcomes = await prepare(items, pipeline=pipeline, fetcher=fetcher, caller=caller)
-    for image, matches in zip(images, await search(store, images, model=pipeline.descriptor, rules=rules), strict=True):
-        outcomes[image.position].duplicates = matches[: rules.top_k]
-    return outcomes

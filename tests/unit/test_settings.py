@@ -51,9 +51,21 @@ def test_malformed_value_names_the_variable(variable: str, value: str) -> None:
     assert repr(value) in str(caught.value)
 
 
-def test_unknown_variable_is_refused_by_name() -> None:
-    with pytest.raises(SettingsError, match="unknown setting DUPDETECT_PROT"):
+def test_unknown_variable_is_refused_by_name_with_the_one_meant() -> None:
+    with pytest.raises(SettingsError, match=r"unknown setting DUPDETECT_PROT: did you mean DUPDETECT_PORT\?"):
         load_settings({"DUPDETECT_PROT": "8000"})
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DUPDETECT_COLOUR": "blue"})
+    assert "did you mean" not in str(caught.value) and "DUPDETECT_PORT" not in str(caught.value)
+
+
+def test_a_value_out_of_a_list_is_answered_with_the_list() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DUPDETECT_MODEL": "resnet51"})
+    assert str(caught.value) == (
+        "DUPDETECT_MODEL='resnet51' is not valid: choose one of resnet18, resnet34, resnet50, resnet101, resnet152,"
+        " efficientnet_lite0"
+    )
 
 
 def test_other_variables_are_ignored() -> None:
