@@ -84,7 +84,8 @@ async def run(budget: int) -> None:
         rows.append([name, f"{len(data) / 1024:,.0f}", f"{_estimate_mb(data):,.0f}", outcome, f"{peak:,.0f}"])
     table(
         f"Decoding with a {budget // MB} MB budget (one fresh worker per file; peak above the idle worker)",
-        ["file", "kB", "estimate MB", "outcome", "peak MB"], rows,
+        ["file", "kB", "estimate MB", "outcome", "peak MB"],
+        rows,
     )
 
 

@@ -72,15 +72,19 @@ Derive = Callable[[Image.Image, bytes], bytes]
 DERIVED: dict[str, Derive] = {
     "upscale-2x.png": lambda p, raw: _save(p.resize((p.width * 2, p.height * 2), Image.Resampling.LANCZOS), "PNG"),
     "upscale-1.5x.jpg": lambda p, raw: _save(
-        p.resize((p.width * 3 // 2, p.height * 3 // 2), Image.Resampling.BICUBIC), "JPEG", quality=95),
+        p.resize((p.width * 3 // 2, p.height * 3 // 2), Image.Resampling.BICUBIC), "JPEG", quality=95
+    ),
     "padded-transparent.png": lambda p, raw: _padded(p),
     "rotated-7.jpg": lambda p, raw: _save(p.rotate(7, Image.Resampling.BICUBIC, expand=True), "JPEG", quality=95),
     "resave.png": lambda p, raw: _save(p, "PNG"),
     "resave.tif": lambda p, raw: _save(p, "TIFF", compression="tiff_deflate"),
     "quality-60.jpg": lambda p, raw: _save(p, "JPEG", quality=60, exif=Image.open(io.BytesIO(raw)).getexif()),
     "crop-80.jpg": lambda p, raw: _save(
-        p.crop((p.width // 10, p.height // 10, p.width - p.width // 10, p.height - p.height // 10)), "JPEG", quality=92,
-        exif=Image.open(io.BytesIO(raw)).getexif()),
+        p.crop((p.width // 10, p.height // 10, p.width - p.width // 10, p.height - p.height // 10)),
+        "JPEG",
+        quality=92,
+        exif=Image.open(io.BytesIO(raw)).getexif(),
+    ),
     "caption.jpg": lambda p, raw: _save(_caption(p), "JPEG", quality=92),
     "no-exif.jpg": lambda p, raw: strip_exif(raw),
 }

@@ -57,8 +57,12 @@ def wallpapers() -> list[bytes]:
     if not any(WALLPAPERS.glob("*.jpg")):
         WALLPAPERS.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            got = subprocess.run(["apt-get", "download", "plasma-workspace-wallpapers", "gnome-backgrounds"],
-                                 cwd=tmp, capture_output=True, check=False)
+            got = subprocess.run(
+                ["apt-get", "download", "plasma-workspace-wallpapers", "gnome-backgrounds"],
+                cwd=tmp,
+                capture_output=True,
+                check=False,
+            )
             if got.returncode != 0:
                 return []
             for deb in Path(tmp).glob("*.deb"):
@@ -66,8 +70,11 @@ def wallpapers() -> list[bytes]:
             share = Path(tmp) / "x" / "usr" / "share"
             chosen = [path for path in (share / "backgrounds" / "gnome").glob("*-l.webp") if "vnc" not in path.name]
             for design in sorted((share / "wallpapers").iterdir()):
-                sizes = [(int(m[1]), int(m[2]), p) for p in (design / "contents" / "images").glob("*")
-                         if (m := re.match(r"(\d+)x(\d+)", p.stem)) and int(m[1]) > int(m[2])]
+                sizes = [
+                    (int(m[1]), int(m[2]), p)
+                    for p in (design / "contents" / "images").glob("*")
+                    if (m := re.match(r"(\d+)x(\d+)", p.stem)) and int(m[1]) > int(m[2])
+                ]
                 if sizes:
                     chosen.append(max(sizes)[2])
             for path in chosen:
@@ -192,19 +199,23 @@ def main() -> None:
     precisions = ["fp32", "bf16"]
     auto = "bf16" if cpu_has_native_bf16() or torch.cuda.is_available() else "fp32"
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {os.cpu_count()} CPUs ({cpu}), native bf16: {cpu_has_native_bf16()}, "
-          f"CUDA: {torch.cuda.is_available()}, torch {torch.__version__}, Python {sys.version.split()[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), native bf16: {cpu_has_native_bf16()}, "
+        f"CUDA: {torch.cuda.is_available()}, torch {torch.__version__}, Python {sys.version.split()[0]}"
+    )
     print(f"photos: {len(nature_photos())} nature JPEGs + scikit-image photos, mixed sizes, {len(payloads)} items")
 
     without, with_draft = draft_savings()
-    table("JPEG draft mode, 12-megapixel JPEG → 224×224 (ms per image)", ["full decode", "draft decode", "saving"],
-          [[f"{without:.0f}", f"{with_draft:.0f}", f"{without / with_draft:.1f}×"]])
+    table(
+        "JPEG draft mode, 12-megapixel JPEG → 224×224 (ms per image)",
+        ["full decode", "draft decode", "saving"],
+        [[f"{without:.0f}", f"{with_draft:.0f}", f"{without / with_draft:.1f}×"]],
+    )
     settings = Settings()
     batch = settings.model.batch_size
     workers = settings.model.decode_workers or os.cpu_count() or 1
     rate = decode_rate(payloads, 224, workers)
-    table("Decode + preprocess alone (images/s)", ["workers", "images/s"],
-          [[f"{workers} processes", f"{rate:.1f}"]])
+    table("Decode + preprocess alone (images/s)", ["workers", "images/s"], [[f"{workers} processes", f"{rate:.1f}"]])
 
     bare_rows, pipe_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,10 +232,12 @@ def main() -> None:
             pipe = asyncio.run(pipeline_rate(full, payloads))
             bare = rates[auto, batch]
             pipe_rows.append([model, auto, f"{pipe:.1f}", f"{bare:.1f}", f"{pipe / bare:.2f}"])
-    table("Bare model (images/s, 224×224)", ["model", "weights"] + [f"{p} b{b}" for p in precisions for b in BATCHES],
-          bare_rows)
-    table(f"Whole pipeline on real photos (decode → batched model), batch {batch} (the default)",
-          ["model", "precision", "pipeline img/s", f"bare b{batch} img/s", "pipeline ÷ bare"], pipe_rows)
+    table("Bare model (images/s, 224×224)", ["model", "weights"] + [f"{p} b{b}" for p in precisions for b in BATCHES], bare_rows)
+    table(
+        f"Whole pipeline on real photos (decode → batched model), batch {batch} (the default)",
+        ["model", "precision", "pipeline img/s", f"bare b{batch} img/s", "pipeline ÷ bare"],
+        pipe_rows,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line, rule] + ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-                                     for r in rows])
+    return "\n".join([line, rule] + ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows])
 
 
 async def load(store: PgVectorStore, groups: int, size: int) -> None:
@@ -52,14 +51,45 @@ async def load(store: PgVectorStore, groups: int, size: int) -> None:
             await conn.execute("INSERT INTO requests (id, submitted, added, settled) VALUES ($1, 0, 0, true)", request)
             ids = [[uuid.uuid4() for _ in range(size)] for _ in range(start, min(groups, start + batch))]
             await conn.copy_records_to_table(
-                "images", columns=["id", "request_id", "position", "filename", "byte_size", "width", "height",
-                                   "format", "sha256", "model", "embedding", "content_width", "content_height"],
-                records=[(i, request, n * size + k, f"g{start + n}/{k}.jpg", 500_000 - k, 1600 - k * 100, 1000, "JPEG",
-                          i.hex * 2, "bench", vector, 1600 - k * 100, 1000)
-                         for n, group in enumerate(ids) for k, i in enumerate(group)],
+                "images",
+                columns=[
+                    "id",
+                    "request_id",
+                    "position",
+                    "filename",
+                    "byte_size",
+                    "width",
+                    "height",
+                    "format",
+                    "sha256",
+                    "model",
+                    "embedding",
+                    "content_width",
+                    "content_height",
+                ],
+                records=[
+                    (
+                        i,
+                        request,
+                        n * size + k,
+                        f"g{start + n}/{k}.jpg",
+                        500_000 - k,
+                        1600 - k * 100,
+                        1000,
+                        "JPEG",
+                        i.hex * 2,
+                        "bench",
+                        vector,
+                        1600 - k * 100,
+                        1000,
+                    )
+                    for n, group in enumerate(ids)
+                    for k, i in enumerate(group)
+                ],
             )
             await conn.copy_records_to_table(
-                "duplicates", columns=["image_id", "duplicate_id", "similarity", "kind", "model"],
+                "duplicates",
+                columns=["image_id", "duplicate_id", "similarity", "kind", "model"],
                 records=[(member, group[0], 0.97, "near_exact", "bench") for group in ids for member in group[1:]],
             )
         await conn.execute(  # what the store does after a write
@@ -96,8 +126,9 @@ async def main() -> None:
                     found = await review.groups(page=page, page_size=20)
                     times.append(time.perf_counter() - started)
                 assert found.total == args.groups and len(found.groups) == 20
-                rows.append([f"GET /groups page {page:,} of {pages:,} (20 groups), median of 5",
-                             f"{sorted(times)[2] * 1000:.1f} ms"])
+                rows.append(
+                    [f"GET /groups page {page:,} of {pages:,} (20 groups), median of 5", f"{sorted(times)[2] * 1000:.1f} ms"]
+                )
             await pool.close()
         finally:
             server.stop()

@@ -67,10 +67,14 @@ def gradients() -> list[Negative]:
     out = []
     y, x = np.mgrid[0:1000, 0:1600] / np.array([1000, 1600])[:, None, None]
     specs = [
-        ((20, 40, 160), (120, 200, 255), x), ((160, 20, 40), (255, 200, 120), x),
-        ((20, 120, 40), (200, 255, 120), y), ((60, 0, 90), (255, 120, 200), y),
-        ((10, 10, 10), (250, 250, 250), (x + y) / 2), ((250, 160, 0), (255, 250, 200), (x - y + 1) / 2),
-        ((0, 80, 80), (0, 220, 200), np.hypot(x - 0.5, y - 0.5) * 1.4), ((90, 90, 90), (180, 180, 200), x**2),
+        ((20, 40, 160), (120, 200, 255), x),
+        ((160, 20, 40), (255, 200, 120), x),
+        ((20, 120, 40), (200, 255, 120), y),
+        ((60, 0, 90), (255, 120, 200), y),
+        ((10, 10, 10), (250, 250, 250), (x + y) / 2),
+        ((250, 160, 0), (255, 250, 200), (x - y + 1) / 2),
+        ((0, 80, 80), (0, 220, 200), np.hypot(x - 0.5, y - 0.5) * 1.4),
+        ((90, 90, 90), (180, 180, 200), x**2),
     ]
     for i, (a, b, t) in enumerate(specs):
         pixels = (np.array(a)[None, None] * (1 - t[..., None]) + np.array(b)[None, None] * t[..., None]).astype(np.uint8)
@@ -173,8 +177,10 @@ def bursts() -> list[Negative]:
     from skimage import data
 
     left, right, _ = data.stereo_motorcycle()
-    return [Negative("motorcycle-left", "burst", _jpeg(Image.fromarray(left))),
-            Negative("motorcycle-right", "burst", _jpeg(Image.fromarray(right)))]
+    return [
+        Negative("motorcycle-left", "burst", _jpeg(Image.fromarray(left))),
+        Negative("motorcycle-right", "burst", _jpeg(Image.fromarray(right))),
+    ]
 
 
 def hard_negatives() -> list[Negative]:

@@ -92,18 +92,20 @@ def main() -> None:
             bare = bare_rate(settings, min(args.seconds, 15.0))
             port = free_port()
             env = cli_env(
-                DUPDETECT_MODEL=model, DUPDETECT_DATA_DIR=str(Path(tmp) / model), DUPDETECT_LOG_LEVEL="warning",
-                DUPDETECT_DECODE_WORKERS=str(args.decode_workers), DUPDETECT_BATCH_SIZE=str(args.batch_size),
-                DUPDETECT_THREADS=str(args.threads), DUPDETECT_RATE_LIMIT="0",  # one address, many clients
+                DUPDETECT_MODEL=model,
+                DUPDETECT_DATA_DIR=str(Path(tmp) / model),
+                DUPDETECT_LOG_LEVEL="warning",
+                DUPDETECT_DECODE_WORKERS=str(args.decode_workers),
+                DUPDETECT_BATCH_SIZE=str(args.batch_size),
+                DUPDETECT_THREADS=str(args.threads),
+                DUPDETECT_RATE_LIMIT="0",  # one address, many clients
                 DUPDETECT_GEOMETRIC_CHECK=str(not args.no_geometric_check).lower(),
                 **({"DUPDETECT_WEIGHTS_FILE": str(weights)} if weights else {}),
             )
             proc = start_serve(env, port)
             try:
                 wait_ready(proc, port)
-                rate = asyncio.run(
-                    http_rate(f"http://127.0.0.1:{port}", photos, args.clients, args.per_request, args.seconds)
-                )
+                rate = asyncio.run(http_rate(f"http://127.0.0.1:{port}", photos, args.clients, args.per_request, args.seconds))
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)

@@ -58,9 +58,19 @@ def main() -> int:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(data)
         out = Path(tmp)
-        command = [sys.executable, "-c", "from dupdetect.cli import main; raise SystemExit(main())", "scan", str(root),
-                   "--report", str(out / "report.html"), "--json", str(out / "groups.json"),
-                   "--trash-list", str(out / "trash.txt")]
+        command = [
+            sys.executable,
+            "-c",
+            "from dupdetect.cli import main; raise SystemExit(main())",
+            "scan",
+            str(root),
+            "--report",
+            str(out / "report.html"),
+            "--json",
+            str(out / "groups.json"),
+            "--trash-list",
+            str(out / "trash.txt"),
+        ]
         if args.threshold is not None:
             command += ["--threshold", str(args.threshold)]
         started = time.monotonic()

@@ -81,14 +81,20 @@ class Service:
     def __init__(self, data_dir: Path, model: str, slow_host: str) -> None:
         self.port = free_port()
         self.env = cli_env(
-            DUPDETECT_DATA_DIR=str(data_dir), DUPDETECT_MODEL=model, DUPDETECT_AUTH="on",
-            DUPDETECT_ALLOWED_HOSTS="127.0.0.1", DUPDETECT_FETCH_ALLOW_NETWORKS=slow_host,
+            DUPDETECT_DATA_DIR=str(data_dir),
+            DUPDETECT_MODEL=model,
+            DUPDETECT_AUTH="on",
+            DUPDETECT_ALLOWED_HOSTS="127.0.0.1",
+            DUPDETECT_FETCH_ALLOW_NETWORKS=slow_host,
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def key(self, collection: str) -> str:
         made = subprocess.run(
-            [*DUPDETECT, "keys", "create", "--collection", collection], env=self.env, capture_output=True, text=True,
+            [*DUPDETECT, "keys", "create", "--collection", collection],
+            env=self.env,
+            capture_output=True,
+            text=True,
             check=True,
         )
         return made.stdout.strip().splitlines()[-1]
@@ -154,9 +160,7 @@ async def _attack(base_url: str, key: str, victim_key: str, slow_host: str, only
             return resp.status
 
     async def json_body(body: bytes) -> int:
-        async with session.post(
-            f"{base_url}/images", data=body, headers={**headers, "Content-Type": "application/json"}
-        ) as resp:
+        async with session.post(f"{base_url}/images", data=body, headers={**headers, "Content-Type": "application/json"}) as resp:
             await resp.read()
             return resp.status
 
@@ -247,9 +251,24 @@ async def run(seconds: float, model: str) -> None:
                     rows.append(_row("quiet", quiet, statuses, None))
                     for only in [*ATTACKS, "all"]:
                         noisy_side = subprocess.Popen(
-                            [sys.executable, __file__, "--attack", only, "--seconds", str(seconds + PILE_UP_S),
-                             "--base-url", service.base_url, "--key", noisy_key, "--victim-key", victim_key,
-                             "--slow-host", slow_host], stdout=subprocess.PIPE, text=True,
+                            [
+                                sys.executable,
+                                __file__,
+                                "--attack",
+                                only,
+                                "--seconds",
+                                str(seconds + PILE_UP_S),
+                                "--base-url",
+                                service.base_url,
+                                "--key",
+                                noisy_key,
+                                "--victim-key",
+                                victim_key,
+                                "--slow-host",
+                                slow_host,
+                            ],
+                            stdout=subprocess.PIPE,
+                            text=True,
                         )
                         await asyncio.sleep(PILE_UP_S)  # let the noise pile up before the victim starts
                         noisy, statuses = await _victim(http, service, victim_key, seconds)
@@ -262,10 +281,14 @@ async def run(seconds: float, model: str) -> None:
                     rows.append(_row("quiet again", again, statuses, baseline))
     table(
         f"Victim: one picture per request, one request at a time, {seconds:.0f} s per run ({model}, {os.cpu_count()} CPUs)",
-        ["noisy neighbour sends", "requests", "statuses", "p50 ms", "p95 ms", "p99 ms", "p50 ×", "p95 ×", "p99 ×"], rows,
+        ["noisy neighbour sends", "requests", "statuses", "p50 ms", "p95 ms", "p99 ms", "p50 ×", "p95 ×", "p99 ×"],
+        rows,
     )
-    table("What the noisy collection was answered in the last run (attack status: requests)", ["attack", "answered"],
-          [[name, str(count)] for name, count in sorted(sent_all.items())])
+    table(
+        "What the noisy collection was answered in the last run (attack status: requests)",
+        ["attack", "answered"],
+        [[name, str(count)] for name, count in sorted(sent_all.items())],
+    )
 
 
 ATTACKS = ("scan bombs", "costly PNGs", "16M items", "100 slow URLs", "forged keys", "drip")

@@ -93,12 +93,12 @@ def is_true(copy: Copy, item: int) -> bool:
 def score(v: Verdicts, dataset: list[Copy], bursts: set[int], *, tier: str | None = None) -> dict[str, float]:
     """Precision over every pair reported (copies' and stored items' own), recall over the
     copies of stored photos; by difficulty. Pairs within ``bursts`` are left out (see README)."""
+
     def keep(kind: str) -> bool:
         return tier is None or kind == tier
 
     tp = sum(1 for c, f in zip(dataset, v.found, strict=True) if c.original in f and keep(f[c.original]))
-    fp = sum(1 for c, f in zip(dataset, v.found, strict=True) for item, kind in f.items()
-             if not is_true(c, item) and keep(kind))
+    fp = sum(1 for c, f in zip(dataset, v.found, strict=True) for item, kind in f.items() if not is_true(c, item) and keep(kind))
     fp += sum(1 for a, b in v.stored_pairs if not {a, b} <= bursts) if tier is None else 0
     positives = [c for c in dataset if c.stored]
     out = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / len(positives), "tp": tp, "fp": fp}
@@ -169,10 +169,14 @@ def _embedder(model: str):  # type: ignore[no-untyped-def]
     trunk = spec.build()
     trunk.load_state_dict(weights.load_state_dict(weights.locate(model, None, allow_download=False), model))
     trunk.eval()
-    prep = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize(spec.mean, spec.std),
-    ])
+    prep = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
 
     def embed(payloads: list[bytes]) -> np.ndarray:
         out = []
@@ -222,8 +226,10 @@ def main() -> None:
     dataset = copies(photos)
     stored = [(i, p) for i, p in enumerate(photos) if i % 2 == 0] + [(-1 - n, neg.data) for n, neg in enumerate(negatives)]
     bursts = {-1 - n for n, neg in enumerate(negatives) if neg.family == "burst"}
-    print(f"{len(photos)} photos ({len(photos[::2])} stored, the rest held back as distractors) × {len(EDITS)} edits"
-          f" = {len(dataset)} queries; {len(negatives)} hard negatives stored")
+    print(
+        f"{len(photos)} photos ({len(photos[::2])} stored, the rest held back as distractors) × {len(EDITS)} edits"
+        f" = {len(dataset)} queries; {len(negatives)} hard negatives stored"
+    )
 
     settings = msgspec.structs.replace(Settings(), model=ModelSettings(model=args.model))  # type: ignore[arg-type]
     default = settings.duplicates.near_threshold
@@ -238,16 +244,34 @@ def main() -> None:
     rows = []
     for v in compared:
         s = score(v, dataset, bursts)
-        rows.append([v.name, f"{s['precision']:.3f}", f"{s['mild']:.3f}", f"{s['moderate']:.3f}", f"{s['hard']:.3f}",
-                     f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(int(s["fp"]))])
-    table("Side by side (precision over every pair reported; recall over copies of stored photos)",
-          ["method", "precision", "recall mild", "recall moderate", "recall hard", "recall", "F1", "false pairs"], rows)
+        rows.append(
+            [
+                v.name,
+                f"{s['precision']:.3f}",
+                f"{s['mild']:.3f}",
+                f"{s['moderate']:.3f}",
+                f"{s['hard']:.3f}",
+                f"{s['recall']:.3f}",
+                f"{s['f1']:.3f}",
+                str(int(s["fp"])),
+            ]
+        )
+    table(
+        "Side by side (precision over every pair reported; recall over copies of stored photos)",
+        ["method", "precision", "recall mild", "recall moderate", "recall hard", "recall", "F1", "false pairs"],
+        rows,
+    )
 
     tiers: list[Kind] = ["exact", "near_exact", "near"]
-    table("dupdetect defaults, per tier", ["tier", "true pairs", "false pairs", "precision"], [
-        [tier, str(int(s["tp"])), str(int(s["fp"])), f"{s['precision']:.3f}"]
-        for tier in tiers for s in [score(ours_default, dataset, bursts, tier=tier)]
-    ])
+    table(
+        "dupdetect defaults, per tier",
+        ["tier", "true pairs", "false pairs", "precision"],
+        [
+            [tier, str(int(s["tp"])), str(int(s["fp"])), f"{s['precision']:.3f}"]
+            for tier in tiers
+            for s in [score(ours_default, dataset, bursts, tier=tier)]
+        ],
+    )
 
     by_family: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(dataset):
@@ -264,10 +288,23 @@ def main() -> None:
         kinds = Counter(
             ours_default.found[i][dataset[i].original] for i in positives if dataset[i].original in ours_default.found[i]
         )
-        family_rows.append([family, ", ".join(edits), dataset[idx[0]].edit.difficulty, f"{precision:.3f}",
-                            f"{recall:.3f}", f"{f1:.3f}", str(wrong), " ".join(f"{k}:{n}" for k, n in sorted(kinds.items()))])
-    table("dupdetect defaults, per edit family", ["family", "edits", "difficulty", "precision", "recall", "F1",
-                                                  "false pairs", "found as"], family_rows)
+        family_rows.append(
+            [
+                family,
+                ", ".join(edits),
+                dataset[idx[0]].edit.difficulty,
+                f"{precision:.3f}",
+                f"{recall:.3f}",
+                f"{f1:.3f}",
+                str(wrong),
+                " ".join(f"{k}:{n}" for k, n in sorted(kinds.items())),
+            ]
+        )
+    table(
+        "dupdetect defaults, per edit family",
+        ["family", "edits", "difficulty", "precision", "recall", "F1", "false pairs", "found as"],
+        family_rows,
+    )
 
     per_edit = []
     for edit in EDITS:
@@ -276,8 +313,12 @@ def main() -> None:
     table("dupdetect defaults, recall per edit", ["edit", "recall"], per_edit)
 
     missed = Counter(c.original for c, f in zip(dataset, ours_default.found, strict=True) if c.stored and c.original not in f)
-    print("photos whose copies were missed most (photo index: copies missed of", len(EDITS), "):",
-          ", ".join(f"{i}: {n}" for i, n in missed.most_common(6)))
+    print(
+        "photos whose copies were missed most (photo index: copies missed of",
+        len(EDITS),
+        "):",
+        ", ".join(f"{i}: {n}" for i, n in missed.most_common(6)),
+    )
 
     negative_pairs: Counter[str] = Counter()
     label_family = {-1 - n: neg.family for n, neg in enumerate(negatives)}
@@ -290,18 +331,30 @@ def main() -> None:
             if item in label_family:
                 negative_pairs[label_family[item]] += 1
     families = sorted({neg.family for neg in negatives})
-    table("Hard negatives: pairs reported that involve one (bursts are a real near-pair of two shots: reported,"
-          " not counted as false)",
-          ["family", "images", "pairs reported"],
-          [[f, str(sum(n.family == f for n in negatives)), str(negative_pairs[f])] for f in families])
+    table(
+        "Hard negatives: pairs reported that involve one (bursts are a real near-pair of two shots: reported,"
+        " not counted as false)",
+        ["family", "images", "pairs reported"],
+        [[f, str(sum(n.family == f for n in negatives)), str(negative_pairs[f])] for f in families],
+    )
 
     curve = []
     for threshold in thresholds:
         s = score(verdicts[threshold], dataset, bursts)
-        curve.append([f"{threshold:.2f}" + (" (default)" if threshold == default else ""), f"{s['precision']:.3f}",
-                      f"{s['recall']:.3f}", f"{s['hard']:.3f}", f"{s['f1']:.3f}"])
-    table("Operating points: the similarity floor (DUPDETECT_NEAR_THRESHOLD), other rules at their defaults",
-          ["similarity ≥", "precision", "recall", "recall hard", "F1"], curve)
+        curve.append(
+            [
+                f"{threshold:.2f}" + (" (default)" if threshold == default else ""),
+                f"{s['precision']:.3f}",
+                f"{s['recall']:.3f}",
+                f"{s['hard']:.3f}",
+                f"{s['f1']:.3f}",
+            ]
+        )
+    table(
+        "Operating points: the similarity floor (DUPDETECT_NEAR_THRESHOLD), other rules at their defaults",
+        ["similarity ≥", "precision", "recall", "recall hard", "F1"],
+        curve,
+    )
     table("Cost", ["stage", "value"], [[k, f"{v:.1f}"] for k, v in timing.items()])
 
 

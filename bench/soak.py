@@ -111,7 +111,9 @@ class Service:
     def __init__(self, data_dir: Path, model: str, log: Path) -> None:
         self.port = free_port()
         self.env = cli_env(
-            DUPDETECT_DATA_DIR=str(data_dir), DUPDETECT_MODEL=model, DUPDETECT_SHUTDOWN_GRACE="3",
+            DUPDETECT_DATA_DIR=str(data_dir),
+            DUPDETECT_MODEL=model,
+            DUPDETECT_SHUTDOWN_GRACE="3",
             DUPDETECT_RATE_LIMIT="0",  # four clients on one address: measure faults, not the limiter
         )
         self.data_dir = data_dir
@@ -125,7 +127,10 @@ class Service:
     def start(self) -> None:
         with self.log.open("a") as log:  # a file, not a pipe: nobody has to keep reading it
             self.proc = subprocess.Popen(
-                [*DUPDETECT, "serve", "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                [*DUPDETECT, "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 text=True,
             )
         wait_ready(self.proc, self.port, timeout=180)
@@ -224,9 +229,7 @@ async def _after_uploads(log: list[Sent], count: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _faults(
-    http: aiohttp.ClientSession, service: Service, log: list[Sent], *, count: int, between: int
-) -> list[Fault]:
+async def _faults(http: aiohttp.ClientSession, service: Service, log: list[Sent], *, count: int, between: int) -> list[Fault]:
     done: list[Fault] = []
     for n in range(count):
         await _after_uploads(log, (n + 1) * between)
@@ -358,16 +361,16 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         data_dir = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dupdetect-soak-")))
         started = time.monotonic()
-        report = asyncio.run(soak(
-            data_dir, clients=args.clients, faults=args.faults, between=args.between, model=args.model
-        ))
+        report = asyncio.run(soak(data_dir, clients=args.clients, faults=args.faults, between=args.between, model=args.model))
         minutes = (time.monotonic() - started) / 60
     counts = report.counts
     table(
         f"Uploads ({args.clients} clients, {minutes:.1f} min, a fault after every {args.between} uploads)",
         ["ok", "failed cleanly", "unanswered", "lost", "partial", "unclean", "settled afterwards", "searches ok"],
-        [[str(counts[k]) for k in ("ok", "failed", "unanswered", "lost", "partial", "unclean")]
-         + [str(report.unsettled), f"{report.searches['ok']}/{sum(report.searches.values())}"]],
+        [
+            [str(counts[k]) for k in ("ok", "failed", "unanswered", "lost", "partial", "unclean")]
+            + [str(report.unsettled), f"{report.searches['ok']}/{sum(report.searches.values())}"]
+        ],
     )
     table("Faults", ["fault", "recovery (s)"], [[f.kind, f"{f.recovery_s:.1f}"] for f in report.faults])
     for problem in report.problems[:20]:

@@ -104,9 +104,18 @@ def images(vectors: np.ndarray, start: int) -> list[NewImage]:
     rng = np.random.default_rng(start)
     return [
         NewImage(
-            id=uuid.uuid4(), position=i, filename=f"{start + i}.jpg", url=None, byte_size=1000, width=640,
-            height=480, format="JPEG", sha256=f"{start + i:064x}", phash=int(rng.integers(-(2**63), 2**63 - 1)),
-            thumbnail=None, vector=vector,
+            id=uuid.uuid4(),
+            position=i,
+            filename=f"{start + i}.jpg",
+            url=None,
+            byte_size=1000,
+            width=640,
+            height=480,
+            format="JPEG",
+            sha256=f"{start + i:064x}",
+            phash=int(rng.integers(-(2**63), 2**63 - 1)),
+            thumbnail=None,
+            vector=vector,
         )
         for i, vector in enumerate(vectors)
     ]
@@ -204,15 +213,11 @@ async def main() -> None:
         server = DatabaseServer.start(DatabaseSettings(data_dir=Path(tmp)))
         try:
             await asyncio.to_thread(upgrade, server.dsn)
-            pool = await create_pool(
-                server.dsn, DatabaseSettings(pool_max_size=args.clients + 2), ef_search=args.ef_search
-            )
+            pool = await create_pool(server.dsn, DatabaseSettings(pool_max_size=args.clients + 2), ef_search=args.ef_search)
             store = PgVectorStore(pool, dims=args.dims)
             for target in checkpoints:
                 load_rate, build_s = await fill(store, source, target, args.hnsw)
-                size = await pool.fetchval(
-                    f"SELECT pg_relation_size('images_embedding_{args.dims}_hnsw_idx') / 1048576.0"
-                )
+                size = await pool.fetchval(f"SELECT pg_relation_size('images_embedding_{args.dims}_hnsw_idx') / 1048576.0")
                 await pool.execute("VACUUM ANALYZE images")
                 rate = await ingest_rate(store, source, rules, args.clients, args.batch, args.seconds)
                 ids = [uuid.uuid4() for _ in range(30)]
@@ -228,27 +233,53 @@ async def main() -> None:
                     tuned_pool = await create_pool(server.dsn, DatabaseSettings(), ef_search=ef)
                     tuned = PgVectorStore(tuned_pool, dims=args.dims)
                     _, tuned_live = await latency(tuned, rules, ids[:10])
-                    tuning.append([
-                        f"{target:,}", str(ef), f"{await recall_at_10(tuned, source.draw(probes)):.3f}",
-                        f"{await copies_found(tuned, 200):.3f}", f"{np.percentile(tuned_live, 50):.1f}",
-                    ])
+                    tuning.append(
+                        [
+                            f"{target:,}",
+                            str(ef),
+                            f"{await recall_at_10(tuned, source.draw(probes)):.3f}",
+                            f"{await copies_found(tuned, 200):.3f}",
+                            f"{np.percentile(tuned_live, 50):.1f}",
+                        ]
+                    )
                     print(tuning[-1], flush=True)
                     await tuned_pool.close()
-                rows.append([
-                    f"{target:,}", f"{load_rate:,.0f}", f"{build_s:.1f}", f"{size:,.0f}",
-                    f"{rate:,.0f}", f"{np.percentile(recorded, 50):.1f} / {np.percentile(recorded, 99):.1f}",
-                    f"{np.percentile(live, 50):.1f} / {np.percentile(live, 99):.1f}", f"{recall:.3f}",
-                ])
+                rows.append(
+                    [
+                        f"{target:,}",
+                        f"{load_rate:,.0f}",
+                        f"{build_s:.1f}",
+                        f"{size:,.0f}",
+                        f"{rate:,.0f}",
+                        f"{np.percentile(recorded, 50):.1f} / {np.percentile(recorded, 99):.1f}",
+                        f"{np.percentile(live, 50):.1f} / {np.percentile(live, 99):.1f}",
+                        f"{recall:.3f}",
+                    ]
+                )
                 print(rows[-1], flush=True)
             await pool.close()
         finally:
             server.stop()
-    table(f"bench/store.py: {args.dims}-d halfvec, {os.cpu_count()} cores ({platform.machine()}),"
-          f" ef_search {args.ef_search}, {args.clients} clients × {args.batch} images",
-          ["rows", "bulk load rows/s", "index build s", "index MB", "ingest img/s",
-           "GET recorded p50/p99 ms", "GET live p50/p99 ms", "recall@10"], rows)
-    table(f"ef_search against recall (index: {args.hnsw})",
-          ["rows", "ef_search", "recall@10", "near-copies found", "GET live p50 ms"], tuning)
+    table(
+        f"bench/store.py: {args.dims}-d halfvec, {os.cpu_count()} cores ({platform.machine()}),"
+        f" ef_search {args.ef_search}, {args.clients} clients × {args.batch} images",
+        [
+            "rows",
+            "bulk load rows/s",
+            "index build s",
+            "index MB",
+            "ingest img/s",
+            "GET recorded p50/p99 ms",
+            "GET live p50/p99 ms",
+            "recall@10",
+        ],
+        rows,
+    )
+    table(
+        f"ef_search against recall (index: {args.hnsw})",
+        ["rows", "ef_search", "recall@10", "near-copies found", "GET live p50 ms"],
+        tuning,
+    )
 
 
 if __name__ == "__main__":

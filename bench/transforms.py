@@ -94,8 +94,15 @@ def _stickers(im: Image.Image) -> Image.Image:
     out = im.copy()
     draw = ImageDraw.Draw(out)
     s = min(im.size)
-    draw.text((im.width // 2, im.height // 6), "HAPPY HOLIDAYS", fill=(255, 255, 255), anchor="mm",
-              stroke_width=3, stroke_fill=(0, 0, 0), font=ImageFont.load_default(s // 12))
+    draw.text(
+        (im.width // 2, im.height // 6),
+        "HAPPY HOLIDAYS",
+        fill=(255, 255, 255),
+        anchor="mm",
+        stroke_width=3,
+        stroke_fill=(0, 0, 0),
+        font=ImageFont.load_default(s // 12),
+    )
     draw.ellipse((im.width // 10, im.height // 2, im.width // 10 + s // 5, im.height // 2 + s // 5), fill=(250, 210, 40))
     draw.regular_polygon((im.width * 3 // 4, im.height * 2 // 3, s // 9), 5, fill=(220, 40, 120))
     return out

@@ -31,7 +31,8 @@ def _lock(connection: Connection, wait_s: float) -> None:
             holder = (
                 f"PostgreSQL session {row.pid} of user {row.usename!r} (application {row.application_name!r},"
                 f" from {row.client_addr or 'a local socket'}, {row.state})"
-                if row is not None else "a session that has just let go"
+                if row is not None
+                else "a session that has just let go"
             )
             raise MigrationLockTimeout(
                 f"the migration lock is held by {holder} for more than {wait_s:g} s"

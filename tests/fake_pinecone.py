@@ -64,9 +64,7 @@ def _check_metadata(vid: str, metadata: Any) -> None:
     if not isinstance(metadata, dict):
         raise BadRequest(f"metadata of {vid} must be an object")
     for key, value in metadata.items():
-        ok = isinstance(value, (str, bool, int, float)) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        )
+        ok = isinstance(value, (str, bool, int, float)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
         if not ok:
             raise BadRequest(f"metadata field {key!r} of {vid} has an unsupported type (null, object or mixed list)")
     if len(json.dumps(metadata).encode()) > MAX_METADATA_BYTES:

@@ -61,9 +61,7 @@ async def test_multipart_upload_stores_every_image(base_url: str, http: aiohttp.
     assert await stored() == (1, 2)
 
 
-async def test_edited_copy_is_a_near_duplicate_across_requests_both_ways(
-    base_url: str, http: aiohttp.ClientSession
-) -> None:
+async def test_edited_copy_is_a_near_duplicate_across_requests_both_ways(base_url: str, http: aiohttp.ClientSession) -> None:
     _, first = await post(http, base_url, data=form(("rocket.jpg", jpeg("rocket")), ("coffee.jpg", jpeg("coffee"))))
     _, second = await post(http, base_url, data=form(("rocket-small.jpg", edited_copy("rocket"))))
     assert second["items"][0]["duplicates"] == 1
@@ -117,9 +115,7 @@ async def test_distinct_photos_are_not_reported(base_url: str, http: aiohttp.Cli
     assert found["message"] == f"no duplicates found for the {len(names)} images of this request"
 
 
-async def test_threshold_filters_every_tier_but_exact(
-    base_url: str, http: aiohttp.ClientSession, settings: Settings
-) -> None:
+async def test_threshold_filters_every_tier_but_exact(base_url: str, http: aiohttp.ClientSession, settings: Settings) -> None:
     grey = encode(ImageOps.grayscale(photo("chelsea")).convert("RGB"), "JPEG", quality=90)
     _, body = await post(http, base_url, data=form(("a.jpg", jpeg("chelsea")), ("b.jpg", grey), ("c.jpg", jpeg("chelsea"))))
     url = f"{base_url}/duplicates/{body['request_id']}"
@@ -238,9 +234,7 @@ def with_limits(settings: Settings, **limits: Any) -> Settings:
     return msgspec.structs.replace(settings, limits=msgspec.structs.replace(LimitSettings(), **limits))
 
 
-async def test_urls_are_fetched_and_mixed_with_base64(
-    settings: Settings, image_host: str, http: aiohttp.ClientSession
-) -> None:
+async def test_urls_are_fetched_and_mixed_with_base64(settings: Settings, image_host: str, http: aiohttp.ClientSession) -> None:
     async with serving(with_fetch(settings, fetch_allow_networks=("127.0.0.0/8",))) as base_url:
         payload = {
             "images": [
@@ -353,9 +347,7 @@ async def test_a_bad_file_is_reported_by_code(
     assert await stored() == (1, 1)
 
 
-async def test_nothing_valid_is_a_422_with_every_item_error(
-    base_url: str, http: aiohttp.ClientSession, stored: Stored
-) -> None:
+async def test_nothing_valid_is_a_422_with_every_item_error(base_url: str, http: aiohttp.ClientSession, stored: Stored) -> None:
     status, body = await post(http, base_url, data=form(("a", not_an_image()), ("b", truncated_jpeg())))
     assert status == 422
     assert body["error"]["code"] == "no_valid_images"
@@ -363,9 +355,7 @@ async def test_nothing_valid_is_a_422_with_every_item_error(
     assert await stored() == (0, 0)
 
 
-async def test_oversized_upload_is_cut_off_per_image(
-    settings: Settings, http: aiohttp.ClientSession, stored: Stored
-) -> None:
+async def test_oversized_upload_is_cut_off_per_image(settings: Settings, http: aiohttp.ClientSession, stored: Stored) -> None:
     async with serving(with_limits(settings, max_image_bytes=100_000)) as base_url:
         big = jpeg("astronaut", quality=98)
         assert len(big) > 100_000
@@ -387,13 +377,11 @@ async def test_request_wide_limits(settings: Settings, http: aiohttp.ClientSessi
         assert (status, body["error"]["code"]) == (413, "too_many_images")
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the stream is counted
-            yield b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="x"\r\n\r\n'
             for _ in range(100):
                 yield b"\x00" * 10_000
 
-        status, body = await post(
-            http, base_url, data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"}
-        )
+        status, body = await post(http, base_url, data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert (status, body["error"]["code"]) == (413, "request_too_large")
     assert await stored() == (0, 0)
 
@@ -444,7 +432,12 @@ async def test_item_errors_name_the_problem(base_url: str, http: aiohttp.ClientS
     status, body = await post(http, base_url, json=payload)
     assert status == 201
     assert [item.get("error", {}).get("code") for item in body["items"]] == [
-        None, "invalid_item", "invalid_base64", "invalid_filename", "invalid_filename", "invalid_url"
+        None,
+        "invalid_item",
+        "invalid_base64",
+        "invalid_filename",
+        "invalid_filename",
+        "invalid_url",
     ]
 
 
@@ -488,9 +481,7 @@ async def test_known_hashes_must_be_sha256s(base_url: str, http: aiohttp.ClientS
         assert resp.status == 200 and (await resp.json())["sha256"] == []
 
 
-async def test_when_and_with_what_a_photo_was_taken_is_stored_and_shown(
-    base_url: str, http: aiohttp.ClientSession
-) -> None:
+async def test_when_and_with_what_a_photo_was_taken_is_stored_and_shown(base_url: str, http: aiohttp.ClientSession) -> None:
     exif = Image.Exif()
     exif[0x010F] = "Canon\x00\x00"  # NUL-padded, as cameras write it
     exif[0x0110] = "EOS 5D Mark IV"

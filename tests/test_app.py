@@ -50,9 +50,7 @@ async def test_start_refuses_an_unmigrated_database_when_told_not_to_migrate(dsn
 
 
 async def test_start_reports_an_unreachable_database(tmp_path) -> None:
-    settings = Settings(
-        database=DatabaseSettings(database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path)
-    )
+    settings = Settings(database=DatabaseSettings(database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path))
     with pytest.raises(StartupError, match="cannot connect to PostgreSQL"):
         async with running(settings):
             pass
@@ -61,7 +59,5 @@ async def test_start_reports_an_unreachable_database(tmp_path) -> None:
 def test_error_shape_is_stable() -> None:
     from dupdetect.api.errors import ErrorDetail, ErrorResponse
 
-    body = msgspec.json.decode(
-        msgspec.json.encode(ErrorResponse(error=ErrorDetail(code="x", message="y"))), type=dict
-    )
+    body = msgspec.json.decode(msgspec.json.encode(ErrorResponse(error=ErrorDetail(code="x", message="y"))), type=dict)
     assert body == {"error": {"code": "x", "message": "y", "details": None}}

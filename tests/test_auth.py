@@ -53,8 +53,11 @@ async def test_without_a_valid_key_every_data_call_is_401_and_probes_stay_open(
     async with serving(_auth_on(settings)) as base_url:
         anonymous = Client(http, base_url, None)
         for method, path in [
-            ("POST", "/images"), ("GET", "/groups"), ("DELETE", f"/requests/{'0' * 8}-0000-0000-0000-{'0' * 12}"),
-            ("POST", "/images/known"), ("GET", "/metrics"),
+            ("POST", "/images"),
+            ("GET", "/groups"),
+            ("DELETE", f"/requests/{'0' * 8}-0000-0000-0000-{'0' * 12}"),
+            ("POST", "/images/known"),
+            ("GET", "/metrics"),
         ]:
             status, body = await anonymous.call(method, path)
             assert status == 401, (method, path, body)
@@ -67,9 +70,7 @@ async def test_without_a_valid_key_every_data_call_is_401_and_probes_stay_open(
             assert status == 200, path
 
 
-async def test_two_collections_never_see_or_match_each_others_images(
-    backend: Backend, http: aiohttp.ClientSession
-) -> None:
+async def test_two_collections_never_see_or_match_each_others_images(backend: Backend, http: aiohttp.ClientSession) -> None:
     settings = _auth_on(backend.settings)
     async with serving(settings) as base_url:
         async for registry in _registry(settings):
@@ -86,8 +87,7 @@ async def test_two_collections_never_see_or_match_each_others_images(
             assert [d["request_id"] for d in found["images"][0]["duplicates"]] == [first["request_id"]]
 
             image_id = first["items"][0]["image_id"]
-            for path in (f"/duplicates/{first['request_id']}", f"/requests/{first['request_id']}",
-                         f"/images/{image_id}"):
+            for path in (f"/duplicates/{first['request_id']}", f"/requests/{first['request_id']}", f"/images/{image_id}"):
                 status, body = await bob.call("GET", path)
                 assert status == 404, (path, body)
             await bob.call("DELETE", f"/requests/{first['request_id']}")  # not Bob's: nothing happens
@@ -141,8 +141,15 @@ async def test_a_revoked_key_stops_working_at_once(settings: Settings, http: aio
 
 @pytest.mark.parametrize(
     ("host", "auth", "required"),
-    [("127.0.0.1", "auto", False), ("localhost", "auto", False), ("::1", "auto", False),
-     ("0.0.0.0", "auto", True), ("10.1.2.3", "auto", True), ("0.0.0.0", "off", False), ("127.0.0.1", "on", True)],
+    [
+        ("127.0.0.1", "auto", False),
+        ("localhost", "auto", False),
+        ("::1", "auto", False),
+        ("0.0.0.0", "auto", True),
+        ("10.1.2.3", "auto", True),
+        ("0.0.0.0", "off", False),
+        ("127.0.0.1", "on", True),
+    ],
 )
 def test_auth_defaults_to_on_unless_the_service_listens_on_loopback_only(host: str, auth: Any, required: bool) -> None:
     assert ServerSettings(host=host, auth=auth).auth_required is required
@@ -177,9 +184,7 @@ async def test_the_api_docs_render_offline_without_scripts_or_cdn(base_url: str,
         assert resp.status == 200 and "/images" in (await resp.json())["paths"]
 
 
-async def test_the_review_page_runs_only_its_own_code_and_cannot_be_framed(
-    base_url: str, http: aiohttp.ClientSession
-) -> None:
+async def test_the_review_page_runs_only_its_own_code_and_cannot_be_framed(base_url: str, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{base_url}/ui") as resp:
         policy = resp.headers["Content-Security-Policy"]
         assert resp.headers["X-Frame-Options"] == "DENY"

@@ -61,9 +61,7 @@ def test_migrate_up_and_down(tmp_path: Path) -> None:
     up = subprocess.run([*DUPDETECT, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stderr
     assert f"schema revision {migrate.head_revision()}" in up.stdout
-    down = subprocess.run(
-        [*DUPDETECT, "migrate", "--downgrade", "base"], env=env, capture_output=True, text=True, timeout=120
-    )
+    down = subprocess.run([*DUPDETECT, "migrate", "--downgrade", "base"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert "base (empty)" in down.stdout
     assert not _postgres_running(tmp_path)
@@ -71,8 +69,9 @@ def test_migrate_up_and_down(tmp_path: Path) -> None:
 
 def _serve_fails(env: dict[str, str]) -> str:
     """`dupdetect serve` that cannot start: exit 2 and one line on stderr; returns the line."""
-    result = subprocess.run([*DUPDETECT, "serve", "--port", str(free_port())], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [*DUPDETECT, "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("dupdetect: error: ")]
@@ -81,15 +80,22 @@ def _serve_fails(env: dict[str, str]) -> str:
 
 
 def test_start_up_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
-    missing_weights = _serve_fails(cli_env(
-        DUPDETECT_DATA_DIR=str(tmp_path / "a"), DUPDETECT_MODEL="resnet50", DUPDETECT_WEIGHTS_DOWNLOAD="false",
-        TORCH_HOME=str(tmp_path / "torch"),
-    ))
+    missing_weights = _serve_fails(
+        cli_env(
+            DUPDETECT_DATA_DIR=str(tmp_path / "a"),
+            DUPDETECT_MODEL="resnet50",
+            DUPDETECT_WEIGHTS_DOWNLOAD="false",
+            TORCH_HOME=str(tmp_path / "torch"),
+        )
+    )
     assert "resnet50" in missing_weights and "DUPDETECT_WEIGHTS_FILE" in missing_weights
 
-    unreachable = _serve_fails(cli_env(
-        DUPDETECT_DATA_DIR=str(tmp_path / "b"), DUPDETECT_DATABASE_URL=f"postgresql://x@127.0.0.1:{free_port()}/x",
-    ))
+    unreachable = _serve_fails(
+        cli_env(
+            DUPDETECT_DATA_DIR=str(tmp_path / "b"),
+            DUPDETECT_DATABASE_URL=f"postgresql://x@127.0.0.1:{free_port()}/x",
+        )
+    )
     assert "cannot connect to PostgreSQL" in unreachable
 
     blocked = tmp_path / "not-a-folder"
@@ -101,9 +107,7 @@ def test_start_up_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
 def test_two_first_starts_on_one_empty_database_both_come_up(tmp_path: Path, empty_dsn: str) -> None:
     """Migrations are serialised: the second process waits for the first, then finds the schema at head."""
     ports = [free_port(), free_port()]
-    procs = [
-        start_serve(cli_env(DUPDETECT_DATABASE_URL=empty_dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(p))), p) for p in ports
-    ]
+    procs = [start_serve(cli_env(DUPDETECT_DATABASE_URL=empty_dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(p))), p) for p in ports]
     try:
         for proc, port in zip(procs, ports, strict=True):
             wait_ready(proc, port)
@@ -151,8 +155,13 @@ def test_a_port_in_use_is_one_line_at_once_and_nothing_claims_to_start(tmp_path:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([*DUPDETECT, "serve", "--port", str(port)], env=cli_env(DUPDETECT_DATA_DIR=str(tmp_path)),
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*DUPDETECT, "serve", "--port", str(port)],
+            env=cli_env(DUPDETECT_DATA_DIR=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert result.stdout == ""  # no "starting on": it never did
     assert result.stderr.splitlines() == [
@@ -185,8 +194,13 @@ def test_operator_commands_load_no_model_and_print_no_log_lines(tmp_path: Path) 
 
     migrated = run("migrate")  # the data dir exists from here on, as an operator's would
     assert migrated.returncode == 0, migrated.stderr
-    for args in (("keys", "create", "--collection", "team"), ("keys", "list"), ("sql-role", "create", "reader"),
-                 ("migrate",), ("--help",)):
+    for args in (
+        ("keys", "create", "--collection", "team"),
+        ("keys", "list"),
+        ("sql-role", "create", "reader"),
+        ("migrate",),
+        ("--help",),
+    ):
         result = run(*args)
         assert result.returncode == 0, (args, result.stderr)
         assert result.stderr.splitlines()[-1] == "loaded:", (args, result.stderr)  # no torch, no OpenCV

@@ -39,9 +39,7 @@ def _assert_each_pair_once(rows: list[tuple[str, str]], expected: set[frozenset[
     assert set(pairs) == expected
 
 
-async def test_simultaneous_uploads_of_one_photo_are_paired(
-    base_url: str, http: aiohttp.ClientSession, dsn: str
-) -> None:
+async def test_simultaneous_uploads_of_one_photo_are_paired(base_url: str, http: aiohttp.ClientSession, dsn: str) -> None:
     bodies = await asyncio.gather(
         upload(http, base_url, ("a.jpg", jpeg("astronaut"))),
         upload(http, base_url, ("b.jpg", jpeg("astronaut"))),
@@ -62,8 +60,7 @@ async def test_two_service_processes_racing_on_one_database_record_every_pair_on
     upload its own request, spread over two `dupdetect serve` processes, all at once."""
     ports = [free_port(), free_port()]
     procs = [
-        start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(port))), port)
-        for port in ports
+        start_serve(cli_env(DUPDETECT_DATABASE_URL=dsn, DUPDETECT_DATA_DIR=str(tmp_path / str(port))), port) for port in ports
     ]
     try:
         for proc, port in zip(procs, ports, strict=True):

@@ -65,7 +65,8 @@ async def test_a_killed_database_answers_503_and_comes_back_without_a_restart(
 
 def _pg_processes(pgdata: Path) -> list[psutil.Process]:
     return [
-        proc for proc in psutil.process_iter(["name", "cmdline"])
+        proc
+        for proc in psutil.process_iter(["name", "cmdline"])
         if proc.info["name"] == "postgres" and str(pgdata) in " ".join(proc.info["cmdline"] or [])
     ]
 

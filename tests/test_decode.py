@@ -87,8 +87,11 @@ def test_white_drawings_on_transparency_do_not_become_blank() -> None:
 
 
 def test_an_empty_or_flat_image_has_no_perceptual_hash() -> None:
-    for image in (Image.new("RGBA", (300, 200), (0, 0, 0, 0)), Image.new("RGB", (300, 200), (250, 250, 250)),
-                  Image.linear_gradient("L").resize((300, 200)).convert("RGB")):
+    for image in (
+        Image.new("RGBA", (300, 200), (0, 0, 0, 0)),
+        Image.new("RGB", (300, 200), (250, 250, 250)),
+        Image.linear_gradient("L").resize((300, 200)).convert("RGB"),
+    ):
         assert decode(encode(image, "PNG"), size=SIZE, max_pixels=LIMIT).phash is None
     assert decode(jpeg("chelsea"), size=SIZE, max_pixels=LIMIT).phash is not None
 

@@ -35,8 +35,13 @@ async def dupdetect(*args: str, data_dir: Path) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
     env.update(DUPDETECT_MODEL="efficientnet_lite0", DUPDETECT_DATA_DIR=str(data_dir))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dupdetect.cli", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "dupdetect.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
     return proc.returncode or 0, out.decode()
@@ -136,8 +141,14 @@ async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_p
         await held.start()
         await holder.execute("LOCK TABLE images IN SHARE ROW EXCLUSIVE MODE")  # reads go on, writes wait
         proc = await asyncio.create_subprocess_exec(
-            *DUPDETECT, "ingest", str(folder), "--batch", "2", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            *DUPDETECT,
+            "ingest",
+            str(folder),
+            "--batch",
+            "2",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'images'::regclass"
         while not await holder.fetchval(waiting):
@@ -157,9 +168,7 @@ async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_p
 async def test_scan_writes_json_for_machines_and_keeps_its_output_quiet(folder: Path, tmp_path: Path) -> None:
     (folder / "COPY_chelsea.jpg").write_bytes((folder / "chelsea.jpg").read_bytes())
     report, answer = tmp_path / "report.html", tmp_path / "groups.json"
-    code, out = await dupdetect(
-        "scan", str(folder), "--report", str(report), "--json", str(answer), data_dir=tmp_path / "data"
-    )
+    code, out = await dupdetect("scan", str(folder), "--report", str(report), "--json", str(answer), data_dir=tmp_path / "data")
     assert code == 0, out
     assert '{"time"' not in out  # no JSON log lines without --verbose
     (group,) = json.loads(answer.read_text())["groups"]
@@ -170,9 +179,7 @@ async def test_scan_writes_json_for_machines_and_keeps_its_output_quiet(folder: 
     page = report.read_text()
     assert "<b>keep</b>" in page and "exact 1.000" in page
 
-    code, out = await dupdetect(
-        "scan", str(folder), "--report", str(report), "--threshold", "0.9999", data_dir=tmp_path / "data"
-    )
+    code, out = await dupdetect("scan", str(folder), "--report", str(report), "--threshold", "0.9999", data_dir=tmp_path / "data")
     assert code == 0 and "1 duplicate groups" in out  # exact copies pair whatever the threshold
     code, out = await dupdetect("scan", str(folder), "--threshold", "2", data_dir=tmp_path / "data")
     assert code == 2 and "not a similarity" in out
@@ -231,8 +238,19 @@ async def test_scan_keeps_copies_in_a_reference_folder(folder: Path, tmp_path: P
     (folder / "archive").mkdir()
     (folder / "archive" / "cat-small.jpg").write_bytes(edited_copy("chelsea"))
     listing, out_json = tmp_path / "trash", tmp_path / "g.json"
-    code, out = await dupdetect("scan", str(folder), "--report", str(tmp_path / "r.html"), "--trash-list", str(listing),
-                                "--json", str(out_json), "--keep-in", "archive", data_dir=tmp_path)
+    code, out = await dupdetect(
+        "scan",
+        str(folder),
+        "--report",
+        str(tmp_path / "r.html"),
+        "--trash-list",
+        str(listing),
+        "--json",
+        str(out_json),
+        "--keep-in",
+        "archive",
+        data_dir=tmp_path,
+    )
     assert code == 0, out
     [group] = [g for g in json.loads(out_json.read_text())["groups"] if len(g["members"]) > 2]
     assert group["keep"] == "archive/cat-small.jpg" and group["keep_reason"].startswith("kept: in a reference folder")
@@ -251,8 +269,12 @@ async def test_a_parent_and_a_child_ingested_under_one_root_store_nothing_twice(
 
 async def test_ingest_into_an_unknown_collection_is_one_line(folder: Path, tmp_path: Path) -> None:
     code, out = await dupdetect("ingest", str(folder), "--collection", "nosuch", data_dir=tmp_path / "data")
-    assert code == 2 and "Traceback" not in out and out.strip().splitlines()[-1] == (
-        "dupdetect: error: no collection 'nosuch'; `dupdetect keys create --collection nosuch` makes it")
+    assert (
+        code == 2
+        and "Traceback" not in out
+        and out.strip().splitlines()[-1]
+        == ("dupdetect: error: no collection 'nosuch'; `dupdetect keys create --collection nosuch` makes it")
+    )
 
 
 async def test_ingest_to_a_service_that_cannot_be_reached_is_one_line(folder: Path, tmp_path: Path) -> None:

@@ -76,9 +76,7 @@ async def test_a_costly_png_is_refused_and_the_rest_of_its_request_stored(
         assert body["items"][0]["error"]["code"] == "too_many_pixels"
 
 
-async def test_json_bodies_are_limited_before_they_are_read_whole(
-    settings: Settings, http: aiohttp.ClientSession
-) -> None:
+async def test_json_bodies_are_limited_before_they_are_read_whole(settings: Settings, http: aiohttp.ClientSession) -> None:
     async with serving(_limits(settings, max_json_bytes=1 * MB)) as base_url:
         big = {"images": [{"base64": base64.b64encode(b"\0" * (2 * MB)).decode()}]}
         async with http.post(f"{base_url}/images", json=big) as resp:
@@ -87,9 +85,7 @@ async def test_json_bodies_are_limited_before_they_are_read_whole(
         assert "multipart" in body["error"]["message"]
 
 
-async def test_fetched_urls_count_towards_the_request_byte_limit(
-    settings: Settings, http: aiohttp.ClientSession
-) -> None:
+async def test_fetched_urls_count_towards_the_request_byte_limit(settings: Settings, http: aiohttp.ClientSession) -> None:
     photo = jpeg("chelsea")
     app = web.Application()
     app.router.add_get("/{n}.jpg", lambda _: _image_response(photo))
@@ -125,9 +121,7 @@ async def _slow_images(payload: bytes) -> AsyncIterator[tuple[str, list[int]]]:
         yield url, peak
 
 
-async def test_one_request_cannot_take_every_fetch_connection(
-    settings: Settings, http: aiohttp.ClientSession
-) -> None:
+async def test_one_request_cannot_take_every_fetch_connection(settings: Settings, http: aiohttp.ClientSession) -> None:
     async with _slow_images(jpeg("rocket")) as (images, peak):
         fetching = msgspec.structs.replace(
             settings, fetch=FetchSettings(fetch_allow_networks=("127.0.0.0/8",), fetch_concurrency=2)
@@ -145,7 +139,7 @@ async def test_a_client_that_stops_sending_its_body_is_dropped(settings: Setting
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(
             f"POST /images HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            "Content-Length: 1000\r\n\r\n{\"images\": [".encode()
+            'Content-Length: 1000\r\n\r\n{"images": ['.encode()
         )
         await writer.drain()
         started = time.monotonic()
@@ -244,8 +238,18 @@ async def test_an_upload_whose_duplicate_was_just_deleted_is_stored_without_that
     try:
         store = PgVectorStore(pool, dims=512)
         image = NewImage(
-            id=uuid.uuid4(), position=0, filename="a.jpg", url=None, byte_size=1, width=1, height=1, format="JPEG",
-            sha256="0" * 64, phash=None, thumbnail=None, vector=np.eye(512, dtype=np.float32)[0],
+            id=uuid.uuid4(),
+            position=0,
+            filename="a.jpg",
+            url=None,
+            byte_size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+            sha256="0" * 64,
+            phash=None,
+            thumbnail=None,
+            vector=np.eye(512, dtype=np.float32)[0],
         )
         deleted_meanwhile = uuid.uuid4()  # found by the search, deleted before the commit
         pair = Pair(image_id=image.id, duplicate_id=deleted_meanwhile, similarity=0.9, kind="near")
@@ -355,7 +359,8 @@ async def test_a_client_that_leaves_mid_body_is_no_server_error(
     async with serving(settings) as base_url:
         for path in ("/images", "/images/known"):
             _reader, writer = await _raw_request(
-                base_url, f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\nContent-Length: 1000\n",
+                base_url,
+                f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\nContent-Length: 1000\n",
                 b'{"images": [',
             )
             await asyncio.sleep(0.3)
@@ -405,7 +410,8 @@ async def test_a_frozen_database_answers_503_quickly_instead_of_hanging(
         async with http.post(f"{base_url}/images", data=form) as resp:
             assert resp.status == 201
         postmaster = next(
-            proc for proc in psutil.process_iter(["name", "cmdline"])
+            proc
+            for proc in psutil.process_iter(["name", "cmdline"])
             if proc.info["name"] == "postgres" and str(tmp_path) in " ".join(proc.info["cmdline"] or [])
         )
         frozen = [postmaster, *postmaster.children(recursive=True)]  # the server and every backend

@@ -44,8 +44,10 @@ async def groups(http: aiohttp.ClientSession, base_url: str, query: str = "") ->
 
 async def test_the_original_is_kept_over_bigger_and_edited_copies(base_url: str, http: aiohttp.ClientSession) -> None:
     raw = camera_file()
-    copies = [(kind, derived(kind, raw)) for kind in ("upscale-2x.png", "padded-transparent.png", "rotated-7.jpg",
-                                                       "quality-60.jpg", "no-exif.jpg")]
+    copies = [
+        (kind, derived(kind, raw))
+        for kind in ("upscale-2x.png", "padded-transparent.png", "rotated-7.jpg", "quality-60.jpg", "no-exif.jpg")
+    ]
     body = await upload(http, base_url, *copies, ("original.jpg", raw))
     [group] = await groups(http, base_url)
     assert group["keep"] == body["items"][-1]["image_id"] and group["size"] == 6
@@ -60,8 +62,13 @@ async def test_the_original_is_kept_over_bigger_and_edited_copies(base_url: str,
 
 async def test_a_policy_picks_the_keeper_and_membership_stays(base_url: str, http: aiohttp.ClientSession) -> None:
     raw = camera_file()
-    await upload_named(http, base_url, ("photos/rocket.jpg", raw), ("backup/rocket.png", encode(photo("rocket"), "PNG")),
-                       ("photos/small.jpg", derived("quality-60.jpg", raw)))
+    await upload_named(
+        http,
+        base_url,
+        ("photos/rocket.jpg", raw),
+        ("backup/rocket.png", encode(photo("rocket"), "PNG")),
+        ("photos/small.jpg", derived("quality-60.jpg", raw)),
+    )
     [default] = await groups(http, base_url)
     assert next(i["filename"] for i in default["images"] if i["id"] == default["keep"]) == "photos/rocket.jpg"
     for query, kept in (("?prefer_folder=backup", "backup/rocket.png"), ("?prefer_format=png", "backup/rocket.png")):
@@ -75,7 +82,10 @@ async def test_a_policy_picks_the_keeper_and_membership_stays(base_url: str, htt
         assert resp.status == 200
     [group] = await groups(http, base_url)
     assert {i["filename"]: i["mark"] for i in group["images"]} == {
-        "backup/rocket.png": "keep", "photos/rocket.jpg": "trash", "photos/small.jpg": "trash"}
+        "backup/rocket.png": "keep",
+        "photos/rocket.jpg": "trash",
+        "photos/small.jpg": "trash",
+    }
 
 
 async def test_groups_hold_every_copy_beyond_top_k(base_url: str, http: aiohttp.ClientSession) -> None:
@@ -95,8 +105,9 @@ async def test_groups_hold_every_copy_beyond_top_k(base_url: str, http: aiohttp.
 
 async def test_marks_show_in_groups_and_keep_suggested_can_be_undone(base_url: str, http: aiohttp.ClientSession) -> None:
     raw = camera_file()
-    body = await upload(http, base_url, ("a.jpg", raw), ("b.jpg", derived("quality-60.jpg", raw)),
-                        ("c.jpg", derived("no-exif.jpg", raw)))
+    body = await upload(
+        http, base_url, ("a.jpg", raw), ("b.jpg", derived("quality-60.jpg", raw)), ("c.jpg", derived("no-exif.jpg", raw))
+    )
     a, b, c = (item["image_id"] for item in body["items"])
     async with http.post(f"{base_url}/marks", json={"image_ids": [b], "mark": "keep"}) as resp:
         assert resp.status == 200
@@ -123,9 +134,7 @@ async def test_originals_are_served_only_from_the_folder_and_unchanged(settings:
     raw = camera_file()
     (folder / "trip" / "rocket.jpg").write_bytes(raw)
     (tmp_path / "secret.jpg").write_bytes(raw)
-    settings = msgspec.structs.replace(
-        settings, duplicates=msgspec.structs.replace(settings.duplicates, originals_dir=folder)
-    )
+    settings = msgspec.structs.replace(settings, duplicates=msgspec.structs.replace(settings.duplicates, originals_dir=folder))
     async with serving(settings) as base_url, aiohttp.ClientSession() as http:
         body = await upload_named(http, base_url, ("trip/rocket.jpg", raw), ("../secret.jpg", raw), ("gone.jpg", raw))
         served, escaping, missing = (item["image_id"] for item in body["items"])

@@ -16,9 +16,13 @@ def _metric(text: str, sample: str) -> float:
 
 
 async def test_metrics_count_requests_images_batches_and_duplicates(base_url: str, http: aiohttp.ClientSession) -> None:
-    names = ('dupdetect_http_requests_total{', "dupdetect_http_request_duration_seconds_count",
-             "dupdetect_images_embedded_total", "dupdetect_embed_batch_size_count",
-             'dupdetect_duplicates_found_total{kind="exact"}')
+    names = (
+        "dupdetect_http_requests_total{",
+        "dupdetect_http_request_duration_seconds_count",
+        "dupdetect_images_embedded_total",
+        "dupdetect_embed_batch_size_count",
+        'dupdetect_duplicates_found_total{kind="exact"}',
+    )
     async with http.get(f"{base_url}/metrics") as resp:
         before = {name: _metric(await resp.text(), name) for name in names}
     await upload(http, base_url, ("a.jpg", jpeg("coffee")), ("b.jpg", jpeg("coffee")))
@@ -29,7 +33,7 @@ async def test_metrics_count_requests_images_batches_and_duplicates(base_url: st
     assert grown["dupdetect_images_embedded_total"] == 2
     assert grown['dupdetect_duplicates_found_total{kind="exact"}'] == 1  # b is a copy of a
     assert grown["dupdetect_embed_batch_size_count"] >= 1  # at least one batch ran
-    assert grown['dupdetect_http_requests_total{'] >= 2 and grown["dupdetect_http_request_duration_seconds_count"] >= 2
+    assert grown["dupdetect_http_requests_total{"] >= 2 and grown["dupdetect_http_request_duration_seconds_count"] >= 2
     assert 'path="/images"' in text and "dupdetect_embed_queue_depth" in text
 
 
@@ -51,4 +55,3 @@ def test_log_lines_are_json_with_the_request_id() -> None:
         REQUEST_ID.reset(token)
     assert line["request_id"] == "abc123" and line["status"] == 201 and line["message"] == "request"
     assert line["level"] == "info"
-

@@ -27,8 +27,18 @@ def unit_vectors(count: int, dims: int, seed: int = 0) -> np.ndarray:
 
 def new_image(position: int, vector: np.ndarray) -> NewImage:
     return NewImage(
-        id=uuid.uuid4(), position=position, filename=f"{position}.jpg", url=None, byte_size=1000,
-        width=10, height=10, format="JPEG", sha256=f"{position:064x}", phash=position, thumbnail=None, vector=vector,
+        id=uuid.uuid4(),
+        position=position,
+        filename=f"{position}.jpg",
+        url=None,
+        byte_size=1000,
+        width=10,
+        height=10,
+        format="JPEG",
+        sha256=f"{position:064x}",
+        phash=position,
+        thumbnail=None,
+        vector=vector,
     )
 
 
@@ -65,9 +75,8 @@ async def test_wrong_dimension_is_refused_at_start(resnet_sized_index: tuple[Fak
 
 
 async def test_the_stand_in_is_strict() -> None:
-    async with fake_pinecone(dimension=4) as (index, url), aiohttp.ClientSession(
-        headers={"Api-Key": index.api_key}
-    ) as http:
+    async with fake_pinecone(dimension=4) as (index, url), aiohttp.ClientSession(headers={"Api-Key": index.api_key}) as http:
+
         async def status(path: str, body: dict) -> int:
             async with http.post(url + path, json=body) as resp:
                 return resp.status
@@ -117,6 +126,9 @@ async def test_routes_that_need_recorded_pairs_are_not_offered(settings: Setting
             async with http.get(f"{base_url}/schema/openapi.json") as resp:
                 paths = (await resp.json())["paths"]
             assert "/groups" not in paths and "/marks" not in paths and "/images" in paths
-    async with serving(settings) as base_url, aiohttp.ClientSession() as http, \
-            http.get(f"{base_url}/schema/openapi.json") as resp:
+    async with (
+        serving(settings) as base_url,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url}/schema/openapi.json") as resp,
+    ):
         assert "/groups" in (await resp.json())["paths"]  # pgvector offers them

@@ -72,9 +72,7 @@ async def test_hard_edits_are_found_without_false_pairs(base_url: str, http: aio
     assert found / total >= 0.8, found / total
 
 
-async def test_flat_transparent_logo_document_and_gradient_images_never_pair(
-    base_url: str, http: aiohttp.ClientSession
-) -> None:
+async def test_flat_transparent_logo_document_and_gradient_images_never_pair(base_url: str, http: aiohttp.ClientSession) -> None:
     """The false pairs users reported: each family's images are all different from each other."""
     negatives = flats() + gradients() + logos() + transparent() + documents()
     async with http.post(f"{base_url}/images", data=form(*[(n.name + ".img", n.data) for n in negatives])) as resp:
@@ -97,8 +95,18 @@ async def test_a_hash_match_needs_the_descriptor_to_agree(dsn: str) -> None:
         store = PgVectorStore(pool, dims=1280)
         rules = Rules.from_settings(DuplicateSettings())
         stored = StoredImage(
-            id=uuid.uuid4(), request_id=uuid.uuid4(), position=0, filename="wood.jpg", url=None, byte_size=1,
-            width=1, height=1, format="JPEG", sha256="a" * 64, phash=0x0F0F_0F0F_0F0F_0F0F, model="m",
+            id=uuid.uuid4(),
+            request_id=uuid.uuid4(),
+            position=0,
+            filename="wood.jpg",
+            url=None,
+            byte_size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+            sha256="a" * 64,
+            phash=0x0F0F_0F0F_0F0F_0F0F,
+            model="m",
             created_at=datetime.now(UTC),
         )
         query = Query(vector=np.zeros(1280, np.float32), sha256="b" * 64, phash=0x0F0F_0F0F_0F0F_0F0F ^ 0b1)

@@ -130,8 +130,13 @@ def _collage(*names: str, height: int) -> bytes:
 async def test_groups_do_not_chain_two_photos_through_a_collage(
     base_url: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
-    body = await upload(http, base_url, ("cat.jpg", jpeg("chelsea")), ("coffee.jpg", jpeg("coffee")),
-                        ("collage.jpg", _collage("chelsea", "coffee", height=200)))
+    body = await upload(
+        http,
+        base_url,
+        ("cat.jpg", jpeg("chelsea")),
+        ("coffee.jpg", jpeg("coffee")),
+        ("collage.jpg", _collage("chelsea", "coffee", height=200)),
+    )
     cat, coffee, collage = (item["image_id"] for item in body["items"])
     assert [item["duplicates"] for item in body["items"]] == [0, 0, 2]  # the collage pairs with both
     async with http.get(f"{base_url}/groups") as resp:
@@ -144,8 +149,10 @@ async def test_groups_do_not_chain_two_photos_through_a_collage(
         assert pair["matched_points"] >= 20 and group["images"][0]["id"] == group["keep"]
     conn = await asyncpg.connect(settings.database.database_url)
     try:
-        rows = await conn.fetch("SELECT group_id, image_id, suggested_keep, joined_as, joined_matched_points"
-                                " FROM duplicate_groups ORDER BY group_id, suggested_keep DESC")
+        rows = await conn.fetch(
+            "SELECT group_id, image_id, suggested_keep, joined_as, joined_matched_points"
+            " FROM duplicate_groups ORDER BY group_id, suggested_keep DESC"
+        )
     finally:
         await conn.close()
     by_group: dict[str, list] = {}

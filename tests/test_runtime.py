@@ -29,9 +29,7 @@ async def test_start_refuses_vectors_of_another_model_unless_allowed(settings: S
         assert runtime.images.descriptor == "efficientnet_lite0/gem3-v1/256px"
 
 
-async def test_start_refuses_without_weights(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_start_refuses_without_weights(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     resnet = msgspec.structs.replace(settings, model=ModelSettings(model="resnet50", weights_download=False))
     with pytest.raises(StartupError, match="no weights for resnet50"):

@@ -11,9 +11,7 @@ from dupdetect.store.pgvector import SUPPORTED_DIMS
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-    )
+    rows = await conn.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
     return {row["table_name"] for row in rows}
 
 
@@ -28,7 +26,7 @@ async def test_upgrade_creates_tables_indexes_and_view(empty_dsn: str) -> None:
             for row in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
         }
         assert "USING btree (sha256)" in indexes["images_sha256_idx"]
-        assert "(request_id, \"position\")" in indexes["images_request_id_position_key"]
+        assert '(request_id, "position")' in indexes["images_request_id_position_key"]
         for band in range(BANDS):  # the bands the store looks up are the bands indexed
             definition = indexes[f"images_phash16_band{band}_idx"]
             assert f"(phash >> {band_shift(band)}) & ({BAND_MASK})::bigint" in definition
@@ -44,13 +42,25 @@ async def test_upgrade_creates_tables_indexes_and_view(empty_dsn: str) -> None:
         columns = {
             row["column_name"]: row["data_type"]
             for row in await conn.fetch(
-                "SELECT column_name, udt_name AS data_type FROM information_schema.columns"
-                " WHERE table_name = 'images'"
+                "SELECT column_name, udt_name AS data_type FROM information_schema.columns WHERE table_name = 'images'"
             )
         }
         assert columns["embedding"] == "halfvec"
-        assert {"id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                "format", "sha256", "phash", "model", "created_at"} <= columns.keys()
+        assert {
+            "id",
+            "request_id",
+            "position",
+            "filename",
+            "url",
+            "byte_size",
+            "width",
+            "height",
+            "format",
+            "sha256",
+            "phash",
+            "model",
+            "created_at",
+        } <= columns.keys()
         assert await migrate.current_revision(dsn) == migrate.head_revision()
     finally:
         await conn.close()

@@ -52,8 +52,6 @@ def live_url(pg_server: DatabaseServer) -> Iterator[str]:
 
 
 @schema.parametrize()
-@hypothesis.settings(
-    max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(hypothesis.HealthCheck)
-)
+@hypothesis.settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(hypothesis.HealthCheck))
 def test_generated_requests_get_documented_answers_and_never_a_5xx(case: schemathesis.Case, live_url: str) -> None:
     case.call_and_validate(base_url=live_url, checks=CHECKS)

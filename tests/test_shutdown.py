@@ -34,12 +34,12 @@ async def _post_url(http: aiohttp.ClientSession, base_url: str, url: str) -> tup
         return resp.status, await resp.json(), resp.headers.get("Retry-After", "")
 
 
-async def test_sigterm_finishes_requests_within_the_grace_and_answers_the_rest_503(
-    dsn: str, http: aiohttp.ClientSession
-) -> None:
+async def test_sigterm_finishes_requests_within_the_grace_and_answers_the_rest_503(dsn: str, http: aiohttp.ClientSession) -> None:
     port = free_port()
     env = cli_env(
-        DUPDETECT_DATABASE_URL=dsn, DUPDETECT_SHUTDOWN_GRACE="3", DUPDETECT_FETCH_ALLOW_NETWORKS="127.0.0.0/8",
+        DUPDETECT_DATABASE_URL=dsn,
+        DUPDETECT_SHUTDOWN_GRACE="3",
+        DUPDETECT_FETCH_ALLOW_NETWORKS="127.0.0.0/8",
         DUPDETECT_FETCH_READ_TIMEOUT="60",
     )
     async with web_server(_slow_image_host()) as images:

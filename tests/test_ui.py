@@ -41,9 +41,17 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or ""
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1100,1400"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,1400",
+    ):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=options, service=service)
@@ -81,9 +89,11 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
         driver.find_element(By.ID, "tab-groups").click()
         WebDriverWait(driver, 30).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".card.group figure")))
         assert driver.find_element(By.CSS_SELECTOR, ".card.group .reason").text.startswith("kept: ")
+
         def marks(d: webdriver.Chrome) -> list[str]:  # read in one go: the page re-renders the groups
-            return list(d.execute_script(
-                "return [...document.querySelectorAll('.card.group figure')].map((f) => f.dataset.mark)"))
+            return list(
+                d.execute_script("return [...document.querySelectorAll('.card.group figure')].map((f) => f.dataset.mark)")
+            )
 
         assert marks(driver) == ["", "trash"]
         # One click keeps the suggested copy and trashes the rest; Undo puts the marks back.
@@ -96,8 +106,11 @@ def _browse(base_url: str, files: list[Path], key: str | None = None) -> tuple[l
         copy = driver.find_elements(By.CSS_SELECTOR, ".card.group figure")[1]
         next(b for b in copy.find_elements(By.TAG_NAME, "button") if b.text == "Compare").click()
         WebDriverWait(driver, 30).until(ready.visibility_of_element_located((By.CSS_SELECTOR, ".compare")))
-        WebDriverWait(driver, 30).until(lambda d: all(
-            img.get_attribute("naturalWidth") not in (None, "0") for img in d.find_elements(By.CSS_SELECTOR, ".compare img")))
+        WebDriverWait(driver, 30).until(
+            lambda d: all(
+                img.get_attribute("naturalWidth") not in (None, "0") for img in d.find_elements(By.CSS_SELECTOR, ".compare img")
+            )
+        )
         shown = driver.find_element(By.CSS_SELECTOR, ".compare").text
         assert "Suggested keep" in shown and "This copy" in shown and "bytes" in shown and "near exact" in shown
         driver.execute_script("window.scrollTo(0, 0)")
@@ -153,9 +166,7 @@ def _upload_many(base_url: str, files: list[Path]) -> tuple[str, str | None]:
         driver.quit()
 
 
-async def test_many_files_are_uploaded_in_batches_with_progress(
-    base_url: str, settings: Settings, tmp_path: Path
-) -> None:
+async def test_many_files_are_uploaded_in_batches_with_progress(base_url: str, settings: Settings, tmp_path: Path) -> None:
     files = []
     for n in range(45):  # more than one request's worth for the page (20 a batch)
         path = tmp_path / f"{n:02}.jpg"

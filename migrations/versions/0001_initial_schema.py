@@ -51,12 +51,8 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute(
-        "COMMENT ON COLUMN images.position IS 'Index of the image in its POST (0-based, as sent)'"
-    )
-    op.execute(
-        "COMMENT ON COLUMN images.model IS 'Descriptor that produced embedding (backbone/head version)'"
-    )
+    op.execute("COMMENT ON COLUMN images.position IS 'Index of the image in its POST (0-based, as sent)'")
+    op.execute("COMMENT ON COLUMN images.model IS 'Descriptor that produced embedding (backbone/head version)'")
     op.execute("CREATE INDEX images_sha256_idx ON images (sha256)")
     for dims in DIMENSIONS:
         op.execute(

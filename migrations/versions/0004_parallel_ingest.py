@@ -44,8 +44,7 @@ def upgrade() -> None:
         " WHERE d.image_id = e.duplicate_id AND d.duplicate_id = e.image_id AND d.image_id > d.duplicate_id"
     )
     op.execute(
-        "CREATE UNIQUE INDEX duplicates_pair_key ON duplicates"
-        " (LEAST(image_id, duplicate_id), GREATEST(image_id, duplicate_id))"
+        "CREATE UNIQUE INDEX duplicates_pair_key ON duplicates (LEAST(image_id, duplicate_id), GREATEST(image_id, duplicate_id))"
     )
 
     for i in range(8):

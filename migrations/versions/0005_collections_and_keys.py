@@ -33,9 +33,7 @@ def upgrade() -> None:
         " An API key opens one collection.'"
     )
     for table in ("requests", "images"):
-        op.execute(
-            f"ALTER TABLE {table} ADD COLUMN collection text NOT NULL DEFAULT 'default' REFERENCES collections"
-        )
+        op.execute(f"ALTER TABLE {table} ADD COLUMN collection text NOT NULL DEFAULT 'default' REFERENCES collections")
     op.execute("CREATE INDEX requests_collection_created_idx ON requests (collection, created_at)")
     op.execute("CREATE INDEX images_collection_sha256_idx ON images (collection, sha256)")
     op.execute(

@@ -44,8 +44,11 @@ def upgrade() -> None:
         ("content_height", "Height of the picture inside any padding or transparent border"),
         ("jpeg_quality", "JPEG quality (1-100) estimated from the quantisation tables; NULL for other formats"),
         ("detail_scale", "How many times the picture was enlarged, where that shows clearly (2 for a 2x upscale); else 1"),
-        ("artefacts", "Marks of editing: upscaled, padded, filled_corners (a rotation), decoded_jpeg (a lossless"
-                      " file holding a JPEG''s pixels); the suggested keeper avoids them"),
+        (
+            "artefacts",
+            "Marks of editing: upscaled, padded, filled_corners (a rotation), decoded_jpeg (a lossless"
+            " file holding a JPEG''s pixels); the suggested keeper avoids them",
+        ),
     ):
         op.execute(f"COMMENT ON COLUMN images.{column} IS '{text}'")
     op.execute(

@@ -17,8 +17,15 @@ import asyncpg
 from dupdetect.errors import OperatorError
 
 READABLE = (
-    "collections", "requests", "images", "duplicates", "not_duplicates", "marks",
-    "image_duplicates", "duplicate_pairs", "duplicate_groups",
+    "collections",
+    "requests",
+    "images",
+    "duplicates",
+    "not_duplicates",
+    "marks",
+    "image_duplicates",
+    "duplicate_pairs",
+    "duplicate_groups",
 )
 """What analysts see; ``api_keys`` and ``alembic_version`` stay out of reach."""
 ANALYSTS = "dupdetect_analysts"

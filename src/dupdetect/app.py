@@ -57,7 +57,10 @@ class DupdetectPlugin(InitPluginProtocol):
             server = self.settings.server
             log.info(
                 "dupdetect %s ready on http://%s:%d in %.2fs",
-                __version__, server.host, server.port, time.perf_counter() - started,
+                __version__,
+                server.host,
+                server.port,
+                time.perf_counter() - started,
             )
             yield
 
@@ -68,7 +71,10 @@ class DupdetectPlugin(InitPluginProtocol):
             app_config.route_handlers.append(DecisionsController)
         caller_limits = CallerLimits(self.settings.server)  # counted by the `authenticated` guard
         app_config.middleware[:0] = [
-            request_ids, trusted_requests(self.settings.server), cut_off_answers, prometheus.middleware,
+            request_ids,
+            trusted_requests(self.settings.server),
+            cut_off_answers,
+            prometheus.middleware,
             client_limits(self.settings.limits.max_requests_per_client, caller_limits.failures),
         ]
         app_config.state["caller_limits"] = caller_limits

@@ -85,8 +85,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OperatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port or"
-                            " DUPDETECT_PORT)") from None
+        raise OperatorError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port or DUPDETECT_PORT)"
+        ) from None
     return sock
 
 
@@ -120,8 +121,10 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             registry = KeyRegistry(await open_database(settings, stack))
             if args.action == "create":
                 issued = await registry.create(args.collection, args.label)
-                print(f"dupdetect: key {issued.key.id} opens collection {issued.key.collection!r}."
-                      " Keep it now; it is not shown again:")
+                print(
+                    f"dupdetect: key {issued.key.id} opens collection {issued.key.collection!r}."
+                    " Keep it now; it is not shown again:"
+                )
                 print(issued.token)
             elif args.action == "list":
                 for key in await registry.list():
@@ -214,9 +217,7 @@ def _reembed(settings: Settings, args: argparse.Namespace) -> int:
     if settings.store.store != "pgvector":
         raise SettingsError("dupdetect reembed works on pgvector; with Pinecone, re-index into a new index")
     # The stored vectors of the old model are exactly what this command is for.
-    settings = msgspec.structs.replace(
-        settings, model=msgspec.structs.replace(settings.model, allow_model_change=True)
-    )
+    settings = msgspec.structs.replace(settings, model=msgspec.structs.replace(settings.model, allow_model_change=True))
 
     async def run() -> int:
         async with running(settings) as runtime:
@@ -259,8 +260,10 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 try:
                     await ingest_folder(root, files, send=send, known=known, batch=args.batch, report=report)
                 except aiohttp.ClientResponseError as exc:
-                    raise OperatorError(f"{args.url} answered {exc.status} {exc.message}"
-                                        + (" (a key is needed: --api-key)" if exc.status == 401 else "")) from None
+                    raise OperatorError(
+                        f"{args.url} answered {exc.status} {exc.message}"
+                        + (" (a key is needed: --api-key)" if exc.status == 401 else "")
+                    ) from None
                 except aiohttp.ClientError as exc:
                     raise OperatorError(f"cannot reach {args.url}: {exc}") from None
         else:
@@ -269,8 +272,9 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             collection = check_collection(args.collection)
             async with running(settings, sweep=False, shared=False) as runtime:
                 if collection not in await runtime.images.collections():
-                    raise OperatorError(f"no collection {collection!r}; `dupdetect keys create --collection "
-                                        f"{collection}` makes it")
+                    raise OperatorError(
+                        f"no collection {collection!r}; `dupdetect keys create --collection {collection}` makes it"
+                    )
                 images = runtime.images.scoped(collection)
                 await ingest_folder_locally(root, files, images, batch=args.batch, report=report)
 
@@ -326,13 +330,13 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
         if args.trash_list is not None:  # for a person (or a script) to review, then run
             listed, unlisted = trash_list(extra, null=args.null)
             args.trash_list.write_bytes(listed)
-            report.failed += [f"{path!r}: its name holds a line break; left out of the list (use --null)"
-                              for path in unlisted]
+            report.failed += [f"{path!r}: its name holds a line break; left out of the list (use --null)" for path in unlisted]
         if args.move_to is not None:
             report.failed += move_aside(args.folder, extra, args.move_to)
         return _summary(
             f"{report.added + report.skipped} images, {len(groups)} duplicate groups, "
-            f"{len(report.failed)} failed; report: {args.report}" + (f", {args.json}" if args.json else "")
+            f"{len(report.failed)} failed; report: {args.report}"
+            + (f", {args.json}" if args.json else "")
             + (f"; {len(extra)} copies listed in {args.trash_list}" if args.trash_list else "")
             + (f"; copies moved to {args.move_to}" if args.move_to else ""),
             "failed",
@@ -348,10 +352,18 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _folder_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                         help="leave out paths (under FOLDER) or names matching GLOB, e.g. '*/raw/*' (repeatable)")
-    command.add_argument("--hidden", action="store_true",
-                         help="also look in hidden files and folders (.thumbnails, .Trash, @eaDir are skipped by default)")
+    command.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out paths (under FOLDER) or names matching GLOB, e.g. '*/raw/*' (repeatable)",
+    )
+    command.add_argument(
+        "--hidden",
+        action="store_true",
+        help="also look in hidden files and folders (.thumbnails, .Trash, @eaDir are skipped by default)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -383,8 +395,12 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--batch", type=int, default=32, help="images per request")
     ing.add_argument("--api-key", help="with --url: the key of the collection to add to, if the service needs one")
     ing.add_argument("--collection", default="default", help="without --url: the collection to add to")
-    ing.add_argument("--root", type=Path, help="store names relative to this folder (default: FOLDER), so that a"
-                     " folder and its parent ingested under one root agree on every file; / stores absolute paths")
+    ing.add_argument(
+        "--root",
+        type=Path,
+        help="store names relative to this folder (default: FOLDER), so that a"
+        " folder and its parent ingested under one root agree on every file; / stores absolute paths",
+    )
     _folder_options(ing)
     ing.set_defaults(run=_ingest)
 
@@ -397,11 +413,19 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--trash-list", type=Path, help="write the copies it would remove (all but each group's keeper), shell-quoted"
     )
-    scan.add_argument("--move-to", type=Path, help="move those copies into this folder (relative paths kept; nothing is"
-                      " deleted); a later scan does not look inside it")
+    scan.add_argument(
+        "--move-to",
+        type=Path,
+        help="move those copies into this folder (relative paths kept; nothing is deleted); a later scan does not look inside it",
+    )
     scan.add_argument("--null", action="store_true", help="--trash-list: NUL-separated paths (for xargs -0), not quoted lines")
-    scan.add_argument("--keep-in", action="append", default=[], metavar="DIR",
-                      help="a reference folder under FOLDER (repeatable): its copies are kept, never listed or moved")
+    scan.add_argument(
+        "--keep-in",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a reference folder under FOLDER (repeatable): its copies are kept, never listed or moved",
+    )
     scan.add_argument("--prefer-format", metavar="FORMAT", help="keep a copy in this format (JPEG, PNG, …) when a group has one")
     scan.add_argument("--prefer", choices=("oldest", "newest"), help="keep the oldest or newest date taken")
     _folder_options(scan)
@@ -437,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        configure_logging("info" if getattr(args, "verbose", False) else
-                          settings.server.log_level if args.command == "serve" else "error")
+        configure_logging(
+            "info" if getattr(args, "verbose", False) else settings.server.log_level if args.command == "serve" else "error"
+        )
         return int(args.run(settings, args))
     except OperatorError as exc:
         print(f"dupdetect: error: {exc}", file=sys.stderr)

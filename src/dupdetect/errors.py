@@ -21,7 +21,12 @@ class DupdetectError(Exception):
     status = 400
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, details: Any = None,
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        details: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)

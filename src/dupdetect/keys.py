@@ -57,20 +57,19 @@ class KeyRegistry:
     async def create(self, collection: str, label: str = "") -> IssuedKey:
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO collections (name) VALUES ($1) ON CONFLICT DO NOTHING", check_collection(collection)
-            )
+            await conn.execute("INSERT INTO collections (name) VALUES ($1) ON CONFLICT DO NOTHING", check_collection(collection))
             row = await conn.fetchrow(
                 "INSERT INTO api_keys (id, collection, secret_sha256, label) VALUES ($1, $2, $3, $4)"
                 " RETURNING id, collection, label, created_at, revoked_at",
-                key_id, collection, _digest(secret), label,
+                key_id,
+                collection,
+                _digest(secret),
+                label,
             )
         return IssuedKey(key=ApiKey(**dict(row)), token=f"ddk_{key_id}_{secret}")
 
     async def list(self) -> list[ApiKey]:
-        rows = await self.pool.fetch(
-            "SELECT id, collection, label, created_at, revoked_at FROM api_keys ORDER BY created_at"
-        )
+        rows = await self.pool.fetch("SELECT id, collection, label, created_at, revoked_at FROM api_keys ORDER BY created_at")
         return [ApiKey(**dict(row)) for row in rows]
 
     async def revoke(self, key_id: str) -> bool:
@@ -91,4 +90,3 @@ class KeyRegistry:
         if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), _digest(secret)):
             return None
         return str(row["collection"])
-

@@ -70,4 +70,3 @@ async def current_revision(dsn: str) -> str | None:
 
 async def upgrade_async(dsn: str, *, lock_timeout: float = 120.0) -> None:
     await asyncio.to_thread(upgrade, dsn, lock_timeout=lock_timeout)
-

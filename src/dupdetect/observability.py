@@ -22,9 +22,7 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 IMAGES_EMBEDDED = Counter("dupdetect_images_embedded_total", "Images turned into descriptors")
-BATCH_SIZE = Histogram(
-    "dupdetect_embed_batch_size", "Images per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
-)
+BATCH_SIZE = Histogram("dupdetect_embed_batch_size", "Images per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 QUEUE_DEPTH = Gauge("dupdetect_embed_queue_depth", "Images waiting for the model")
 STORE_UP = Gauge("dupdetect_store_up", "1 while the database answers, 0 while it is down or restarting")
 STORE_UP.set(1)
@@ -86,10 +84,14 @@ def request_ids(app: ASGIApp) -> ASGIApp:
         finally:
             log.info(
                 "request",
-                extra={"fields": {
-                    "method": scope["method"], "path": scope["path"], "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                }},
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                    }
+                },
             )
             REQUEST_ID.reset(token)
 

@@ -58,15 +58,11 @@ class Runtime:
     the command line); the API scopes it to the caller's collection."""
 
 
-async def _open_pinecone(
-    settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack
-) -> PineconeStore:
+async def _open_pinecone(settings: Settings, pipeline: EmbeddingPipeline, stack: contextlib.AsyncExitStack) -> PineconeStore:
     from dupdetect.store.pinecone import PineconeStore  # the SDK loads only when used
 
     try:
-        store = await PineconeStore.open(
-            settings.store, dims=pipeline.dims, model=pipeline.descriptor
-        )
+        store = await PineconeStore.open(settings.store, dims=pipeline.dims, model=pipeline.descriptor)
     except ModelMismatch:
         raise
     except Exception as exc:  # the SDK raises many types (HTTP status, connection, auth)

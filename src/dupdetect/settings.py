@@ -61,7 +61,6 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """On SIGTERM, how long requests in flight may run on; those still running then are answered
     503 ``shutting_down``."""
 
-
     @property
     def auth_required(self) -> bool:
         if self.auth != "auto":
@@ -275,10 +274,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if settings.store.store == "pinecone" and not settings.store.pinecone_api_key:
         raise SettingsError("DUPDETECT_STORE=pinecone needs DUPDETECT_PINECONE_API_KEY")
     if settings.model.queue_size < settings.limits.max_images_per_request:
-        raise SettingsError(
-            "DUPDETECT_QUEUE_SIZE must be at least DUPDETECT_MAX_IMAGES_PER_REQUEST: a request is admitted whole"
-        )
+        raise SettingsError("DUPDETECT_QUEUE_SIZE must be at least DUPDETECT_MAX_IMAGES_PER_REQUEST: a request is admitted whole")
     if settings.database.pool_min_size > settings.database.pool_max_size:
         raise SettingsError("DUPDETECT_POOL_MIN_SIZE must not exceed DUPDETECT_POOL_MAX_SIZE")
     return settings
-

@@ -12,29 +12,77 @@ from dupdetect.store.base import Kind, Pair, StoredImage
 REQUEST = uuid.uuid4()
 
 
-def image(name: str, width: int = 1600, height: int = 1000, *, fmt: str = "JPEG", quality: int | None = 92,
-          byte_size: int = 500_000, camera: bool = True, artefacts: tuple[str, ...] = (),
-          content: tuple[int, int] | None = None, taken: datetime | None = datetime(2019, 5, 1, 10, 0)) -> StoredImage:
+def image(
+    name: str,
+    width: int = 1600,
+    height: int = 1000,
+    *,
+    fmt: str = "JPEG",
+    quality: int | None = 92,
+    byte_size: int = 500_000,
+    camera: bool = True,
+    artefacts: tuple[str, ...] = (),
+    content: tuple[int, int] | None = None,
+    taken: datetime | None = datetime(2019, 5, 1, 10, 0),
+) -> StoredImage:
     cw, ch = content or (width, height)
     return StoredImage(
-        id=uuid.uuid4(), position=0, filename=name, url=None, byte_size=byte_size, width=width, height=height,
-        format=fmt, sha256=name, phash=None, request_id=REQUEST, model="m", created_at=datetime.now(UTC),
-        taken_at=taken if camera else None, camera_make="Canon" if camera else None,
-        camera_model="EOS 80D" if camera else None, content_width=cw, content_height=ch,
-        jpeg_quality=quality if fmt == "JPEG" else None, artefacts=list(artefacts),
+        id=uuid.uuid4(),
+        position=0,
+        filename=name,
+        url=None,
+        byte_size=byte_size,
+        width=width,
+        height=height,
+        format=fmt,
+        sha256=name,
+        phash=None,
+        request_id=REQUEST,
+        model="m",
+        created_at=datetime.now(UTC),
+        taken_at=taken if camera else None,
+        camera_make="Canon" if camera else None,
+        camera_model="EOS 80D" if camera else None,
+        content_width=cw,
+        content_height=ch,
+        jpeg_quality=quality if fmt == "JPEG" else None,
+        artefacts=list(artefacts),
     )
 
 
 ORIGINAL = image("original.jpg")
 COPIES = [
-    image("upscale.png", 3200, 2000, fmt="PNG", byte_size=9_000_000, camera=False, artefacts=("upscaled", "decoded_jpeg"),
-          content=(1600, 1000)),
-    image("upscale.jpg", 2400, 1500, quality=95, byte_size=900_000, camera=False, artefacts=("upscaled",),
-          content=(1600, 1000)),
-    image("padded.png", 2000, 1400, fmt="PNG", byte_size=3_000_000, camera=False, artefacts=("padded", "decoded_jpeg"),
-          content=(1600, 1000)),
-    image("rotated.jpg", 1710, 1188, quality=95, byte_size=900_000, camera=False, artefacts=("filled_corners",),
-          content=(1526, 1060)),
+    image(
+        "upscale.png",
+        3200,
+        2000,
+        fmt="PNG",
+        byte_size=9_000_000,
+        camera=False,
+        artefacts=("upscaled", "decoded_jpeg"),
+        content=(1600, 1000),
+    ),
+    image("upscale.jpg", 2400, 1500, quality=95, byte_size=900_000, camera=False, artefacts=("upscaled",), content=(1600, 1000)),
+    image(
+        "padded.png",
+        2000,
+        1400,
+        fmt="PNG",
+        byte_size=3_000_000,
+        camera=False,
+        artefacts=("padded", "decoded_jpeg"),
+        content=(1600, 1000),
+    ),
+    image(
+        "rotated.jpg",
+        1710,
+        1188,
+        quality=95,
+        byte_size=900_000,
+        camera=False,
+        artefacts=("filled_corners",),
+        content=(1526, 1060),
+    ),
     image("resave.png", fmt="PNG", byte_size=3_500_000, camera=False, artefacts=("decoded_jpeg",)),
     image("resave-clean.tif", fmt="TIFF", byte_size=4_800_000, camera=False),  # blocks too faint to see
     image("quality-60.jpg", quality=60, byte_size=200_000),  # kept the camera's EXIF
@@ -100,13 +148,14 @@ def test_a_collage_does_not_chain_two_photos_and_partial_matches_do_not_chain() 
     collage = image("collage.jpg", 601, 200, quality=90, byte_size=900_000, camera=False)
     found = grouping.groups([cat, coffee, collage], [pair(collage, cat, "near"), pair(collage, coffee, "near")])
     assert sorted(sorted(m.image.filename for m in g.members) for g in found) == [
-        ["cat.jpg", "collage.jpg"], ["coffee.jpg", "collage.jpg"]]
+        ["cat.jpg", "collage.jpg"],
+        ["coffee.jpg", "collage.jpg"],
+    ]
     assert {g.keep.filename for g in found} == {"cat.jpg", "coffee.jpg"}
     # A crop of a crop: one partial match away from the original is in, two are not.
     crop, crop_of_crop = image("crop.jpg", 1200, 750), image("crop2.jpg", 900, 560)
     found = grouping.groups([ORIGINAL, crop, crop_of_crop], [pair(crop, ORIGINAL, "near"), pair(crop_of_crop, crop, "near")])
-    assert [[m.image.filename for m in g.members] for g in found] == [
-        ["original.jpg", "crop.jpg"], ["crop.jpg", "crop2.jpg"]]
+    assert [[m.image.filename for m in g.members] for g in found] == [["original.jpg", "crop.jpg"], ["crop.jpg", "crop2.jpg"]]
 
 
 def test_every_image_is_in_one_group_unless_it_holds_two_pictures() -> None:

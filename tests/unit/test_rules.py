@@ -29,8 +29,19 @@ REQUEST = uuid.uuid4()
 
 def stored(sha256: str = "", phash: int | None = None) -> StoredImage:
     return StoredImage(
-        id=uuid.uuid4(), position=0, filename=None, url=None, byte_size=1, width=640, height=480, format="JPEG",
-        sha256=sha256 or uuid.uuid4().hex, phash=phash, request_id=REQUEST, model="m", created_at=datetime.now(UTC),
+        id=uuid.uuid4(),
+        position=0,
+        filename=None,
+        url=None,
+        byte_size=1,
+        width=640,
+        height=480,
+        format="JPEG",
+        sha256=sha256 or uuid.uuid4().hex,
+        phash=phash,
+        request_id=REQUEST,
+        model="m",
+        created_at=datetime.now(UTC),
     )
 
 
@@ -61,8 +72,11 @@ def test_the_same_bytes_are_exact_whatever_the_descriptors_say_and_win_over_othe
 def test_below_the_floor_or_the_image_itself_is_no_candidate() -> None:
     itself, far, near = stored(), stored(), stored()
     q = Query(vector=np.zeros(4, np.float32), sha256="q", phash=None, exclude=itself.id)
-    candidates = [Candidate(image=itself, similarity=1.0), Candidate(image=far, similarity=0.49),
-                  Candidate(image=near, similarity=0.5)]
+    candidates = [
+        Candidate(image=itself, similarity=1.0),
+        Candidate(image=far, similarity=0.49),
+        Candidate(image=near, similarity=0.5),
+    ]
     assert [p.image.id for p in propose(q, candidates, RULES)] == [near.id]
 
 
@@ -76,8 +90,11 @@ def test_a_close_hash_at_high_similarity_is_near_exact_without_a_geometric_check
 
 def test_without_keypoints_only_a_hash_match_or_the_unverified_similarity_pairs() -> None:
     hashed, strong, weak = stored(phash=0), stored(), stored()
-    candidates = [Candidate(image=hashed, similarity=0.7), Candidate(image=strong, similarity=0.86),
-                  Candidate(image=weak, similarity=0.84)]
+    candidates = [
+        Candidate(image=hashed, similarity=0.7),
+        Candidate(image=strong, similarity=0.86),
+        Candidate(image=weak, similarity=0.84),
+    ]
     found = decide(query(phash=0b1111), propose(query(phash=0b1111), candidates, RULES), {}, RULES)
     assert [(m.image.id, m.kind) for m in found] == [(hashed.id, "near_exact"), (strong.id, "near")]
 
@@ -133,8 +150,23 @@ def test_matches_come_strongest_kind_first_and_at_most_the_recorded_number() -> 
 def test_pairs_within_a_request_compare_each_image_with_the_earlier_ones() -> None:
     vectors = np.eye(3, dtype=np.float32)
     vectors[2] = vectors[0]
-    images = [NewImage(id=uuid.uuid4(), position=i, filename=None, url=None, byte_size=1, width=1, height=1,
-                       format="PNG", sha256=str(i), phash=None, thumbnail=None, vector=v) for i, v in enumerate(vectors)]
+    images = [
+        NewImage(
+            id=uuid.uuid4(),
+            position=i,
+            filename=None,
+            url=None,
+            byte_size=1,
+            width=1,
+            height=1,
+            format="PNG",
+            sha256=str(i),
+            phash=None,
+            thumbnail=None,
+            vector=v,
+        )
+        for i, v in enumerate(vectors)
+    ]
     earlier = within_request(images, [stored() for _ in images])
     assert [len(c) for c in earlier] == [0, 1, 2]
     assert [c.similarity for c in earlier[2]] == pytest.approx([1.0, 0.0])

@@ -36,7 +36,8 @@ async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], key
             "missing_api_key",
             "this service needs an API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
             " (an operator creates one with `dupdetect keys create --collection NAME`)",
-            headers=challenge, status=401,
+            headers=challenge,
+            status=401,
         )
     assert keys is not None  # auth on always opens the database
     collection = await keys.collection_for(key)

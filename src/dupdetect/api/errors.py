@@ -41,16 +41,16 @@ def error_response(
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-async def send_error(
-    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def send_error(send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """The same shape from ASGI middleware, which answers before Litestar's handlers run."""
     body = msgspec.json.encode(ErrorResponse(error=ErrorDetail(code=code, message=message)))
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
         "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(headers or []),
         ],
     }
     await send(start)
@@ -81,19 +81,19 @@ def handle_dupdetect_error(_: Request[Any, Any, Any], exc: DupdetectError) -> Re
 def handle_store_down(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     STORE_UP.set(0)
     log.warning("database unavailable: %s", exc)
-    return error_response(
-        503, "store_unavailable", "the database is not answering; retry shortly", headers={"Retry-After": "2"}
-    )
+    return error_response(503, "store_unavailable", "the database is not answering; retry shortly", headers={"Retry-After": "2"})
 
 
 def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Response[ErrorResponse]:
     STORE_UP.set(0)
     log.warning("database unavailable while committing request %s: %s", exc.request_id, exc.__cause__)
     return error_response(
-        503, "store_unavailable",
+        503,
+        "store_unavailable",
         f"the database failed while storing this request; GET /requests/{exc.request_id} answers 404 if it was not"
         " stored (then send it again)",
-        details={"request_id": str(exc.request_id)}, headers={"Retry-After": "2"},
+        details={"request_id": str(exc.request_id)},
+        headers={"Retry-After": "2"},
     )
 
 

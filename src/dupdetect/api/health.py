@@ -52,8 +52,6 @@ class HealthController(Controller):
         problem = "no answer in time" if not finished else check.exception()
         if problem is not None:
             STORE_UP.set(0)
-            raise DupdetectError(
-                "store_unavailable", f"{store} not ready: {problem}", headers={"Retry-After": "2"}, status=503
-            )
+            raise DupdetectError("store_unavailable", f"{store} not ready: {problem}", headers={"Retry-After": "2"}, status=503)
         STORE_UP.set(1)
         return Readiness(status="ready", store=store, model=probe.descriptor)

@@ -51,8 +51,10 @@ class MinuteCounter:
         if self._hits_now().get(identity, 0) > allowed:
             retry = max(1, int(60 - time.time() % 60) + 1)
             raise DupdetectError(
-                "too_many_requests", f"more than {self.per_minute} {self.what} a minute; retry in {retry} s",
-                status=429, headers={"Retry-After": str(retry)},
+                "too_many_requests",
+                f"more than {self.per_minute} {self.what} a minute; retry in {retry} s",
+                status=429,
+                headers={"Retry-After": str(retry)},
             )
 
 
@@ -82,7 +84,9 @@ def client_limits(
                 return
             if running[address] >= per_client:
                 await send_error(
-                    send, 429, "too_many_requests_in_flight",
+                    send,
+                    429,
+                    "too_many_requests_in_flight",
                     f"{per_client} requests from this address are still running (DUPDETECT_MAX_REQUESTS_PER_CLIENT)",
                     [(b"retry-after", b"1")],
                 )

@@ -39,7 +39,9 @@ def cut_off_answers(app: ASGIApp) -> ASGIApp:
             task.uncancel()  # this request ends here, with an answer
             log.warning("%s %s cut off by the shutdown", scope["method"], scope["path"])
             await send_error(
-                send, 503, "shutting_down",
+                send,
+                503,
+                "shutting_down",
                 "the server stopped before this request finished; nothing of it was stored, send it again",
                 [(b"retry-after", b"5"), (b"connection", b"close")],
             )

@@ -36,8 +36,7 @@ def allowed_hosts(server: ServerSettings) -> tuple[str, ...]:
 
 def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return any(
-        pattern == "*" or host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-        for pattern in allowed
+        pattern == "*" or host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])) for pattern in allowed
     )
 
 
@@ -60,13 +59,17 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
             host = headers.get("host", "")
             if not _host_allowed(_hostname(host), allowed):
                 await send_error(
-                    send, 400, "host_not_allowed",
+                    send,
+                    400,
+                    "host_not_allowed",
                     f"the Host header {host!r} is not one this service answers to (DUPDETECT_ALLOWED_HOSTS)",
                 )
                 return
             if scope["method"] not in _SAFE_METHODS and not _same_origin(headers.get("origin"), host):
                 await send_error(
-                    send, 403, "cross_origin_write",
+                    send,
+                    403,
+                    "cross_origin_write",
                     "writes from another site's page are refused; call the API directly",
                 )
                 return

@@ -73,8 +73,15 @@ class _MBConv(nn.Module):
 
 
 # (kernel, stride, expand, out channels, repeats) per stage, from the EfficientNet-Lite0 paper/TF code.
-_LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                 (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+_LITE0_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 
 
 class EfficientNetLite0Trunk(nn.Module):
@@ -112,7 +119,5 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet101": BackboneSpec("resnet101", 2048, IMAGENET_MEAN, IMAGENET_STD, lambda: ResNetTrunk(models.resnet101)),
     "resnet152": BackboneSpec("resnet152", 2048, IMAGENET_MEAN, IMAGENET_STD, lambda: ResNetTrunk(models.resnet152)),
     # TF-Lite models take (x - 127.5) / 127.5.
-    "efficientnet_lite0": BackboneSpec(
-        "efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), EfficientNetLite0Trunk
-    ),
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), EfficientNetLite0Trunk),
 }

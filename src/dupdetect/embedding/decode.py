@@ -226,7 +226,12 @@ def _jpeg_layout(data: bytes) -> jpeg_layout.JpegLayout:
 
 
 def decode(
-    data: bytes, *, size: int, max_pixels: int, max_decode_bytes: int | None = None, thumbnail: int = 0,
+    data: bytes,
+    *,
+    size: int,
+    max_pixels: int,
+    max_decode_bytes: int | None = None,
+    thumbnail: int = 0,
     keypoints: bool = True,
 ) -> DecodedImage:
     """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a worker.

@@ -55,7 +55,9 @@ class _Worker:
         env = dict(os.environ, DUPDETECT_DECODER_PARENT=str(os.getpid()), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dupdetect.embedding.decode_process"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
         assert self.process.stdin is not None
         write_frame(self.process.stdin, pickle.dumps(self.options))
@@ -139,9 +141,7 @@ class DecoderPool:
     """``shared``: other callers may come (the service), so one caller holds at most all
     workers but one; a lone caller (a folder command) uses them all."""
 
-    def __init__(
-        self, workers: int, options: dict[str, Any], *, timeout: float, memory: int, shared: bool = True
-    ) -> None:
+    def __init__(self, workers: int, options: dict[str, Any], *, timeout: float, memory: int, shared: bool = True) -> None:
         self.timeout = timeout
         self.per_caller = max(1, workers - 1) if shared else workers
         self._workers = [_Worker({**options, "memory": memory + MEMORY_HEADROOM}) for _ in range(workers)]

@@ -79,8 +79,7 @@ def _orb_views(grey: np.ndarray) -> tuple[Keypoints, Keypoints]:
         return _NONE, _NONE
     right = grey.shape[1] - 1
     mirrored = tuple(
-        cv2.KeyPoint(right - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave, k.class_id)
-        for k in found
+        cv2.KeyPoint(right - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave, k.class_id) for k in found
     )
     kept, mirror_descriptors = orb.compute(np.ascontiguousarray(grey[:, ::-1]), mirrored)
     return _keypoints(found, descriptors), _keypoints(kept, mirror_descriptors)

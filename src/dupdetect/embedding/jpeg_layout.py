@@ -105,9 +105,7 @@ def _frame(marker: int, segment: bytes) -> tuple[int, int, int, bool, bool, int]
     if len(sampling) != count or count == 0 or any(h == 0 or v == 0 for h, v in sampling):
         raise LayoutError("a malformed frame header")
     h_max, v_max = max(h for h, _ in sampling), max(v for _, v in sampling)
-    blocks = sum(
-        math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8) for h, v in sampling
-    )
+    blocks = sum(math.ceil(math.ceil(width * h / h_max) / 8) * math.ceil(math.ceil(height * v / v_max) / 8) for h, v in sampling)
     return width, height, count, marker in _PROGRESSIVE, marker in _ARITHMETIC, blocks
 
 
@@ -116,6 +114,13 @@ def _layout(frame: tuple[int, int, int, bool, bool, int] | None, scans: int, ent
         raise LayoutError("no frame header")
     width, height, components, progressive, arithmetic, blocks = frame
     return JpegLayout(
-        width=width, height=height, components=components, progressive=progressive, arithmetic=arithmetic,
-        scans=scans, entropy_bytes=entropy, blocks=blocks, complete=complete,
+        width=width,
+        height=height,
+        components=components,
+        progressive=progressive,
+        arithmetic=arithmetic,
+        scans=scans,
+        entropy_bytes=entropy,
+        blocks=blocks,
+        complete=complete,
     )

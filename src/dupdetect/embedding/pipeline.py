@@ -42,8 +42,11 @@ class EmbeddingPipeline:
         )
         self.decode_workers = model.decode_workers or os.cpu_count() or 1
         options = {
-            "size": self.embedder.image_size, "max_pixels": limits.max_pixels, "max_decode_bytes": limits.max_decode_bytes,
-            "thumbnail": model.thumbnail_size, "keypoints": settings.duplicates.geometric_check,
+            "size": self.embedder.image_size,
+            "max_pixels": limits.max_pixels,
+            "max_decode_bytes": limits.max_decode_bytes,
+            "thumbnail": model.thumbnail_size,
+            "keypoints": settings.duplicates.geometric_check,
         }
         self.decoders = DecoderPool(
             self.decode_workers, options, timeout=limits.decode_timeout, memory=limits.max_decode_bytes, shared=shared

@@ -47,11 +47,75 @@ DECODED_JPEG_ABOVE = 1.14
 re-saves of JPEGs measure 1.15–2.6 (quality 91 and below), pictures never saved as JPEG 0.99–1.13."""
 ANALYSIS_SIDE = (192, 256)
 """Smallest and largest side of the window :func:`detail_scale` reads (a third of the picture's shorter side)."""
-_STANDARD_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=np.float64)
+_STANDARD_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.float64,
+)
 """The luminance table of the JPEG standard (Annex K), which encoders scale by quality."""
 
 
@@ -72,8 +136,10 @@ def _typical_window(grey: np.ndarray) -> np.ndarray:
     are not), the one of median detail at full resolution: neither a flat sky nor lettering."""
     h, w = grey.shape
     side = min(h, w, max(ANALYSIS_SIDE[0], min(h, w) // 3), ANALYSIS_SIDE[1])  # the same share of any copy
-    spots = [(min(h - side, max(0, round(fy * h) - side // 2)), min(w - side, max(0, round(fx * w) - side // 2)))
-             for fy, fx in ((0.5, 0.5), (0.35, 0.35), (0.35, 0.65), (0.65, 0.35), (0.65, 0.65))]
+    spots = [
+        (min(h - side, max(0, round(fy * h) - side // 2)), min(w - side, max(0, round(fx * w) - side // 2)))
+        for fy, fx in ((0.5, 0.5), (0.35, 0.35), (0.35, 0.65), (0.65, 0.35), (0.65, 0.65))
+    ]
     windows = [grey[y : y + side, x : x + side] for y, x in spots]
     windows.sort(key=lambda window: float(np.abs(np.diff(window[::4, ::4].astype(np.int16), axis=1)).mean()))
     return windows[len(windows) // 2].astype(np.float32)
@@ -164,8 +230,7 @@ def resized_jpeg(grey: np.ndarray) -> float | None:
         weaker, stronger = sorted((_at(columns, period), _at(rows, period)))
         if stronger >= COMMON_POWER[2] or (weaker >= COMMON_POWER[0] and stronger >= COMMON_POWER[1]):
             return period / 8
-    weaker, stronger, found = max((min(_at(columns, p), _at(rows, p)), max(_at(columns, p), _at(rows, p)), p)
-                                  for p in periods)
+    weaker, stronger, found = max((min(_at(columns, p), _at(rows, p)), max(_at(columns, p), _at(rows, p)), p) for p in periods)
     if stronger >= GRID_POWER[1] and weaker >= GRID_POWER[0]:
         return float(found) / 8
     return None

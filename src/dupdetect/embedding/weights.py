@@ -53,9 +53,10 @@ def download(model: str, timeout: float = 30.0) -> Path:
     expected = target.stem.rsplit("-", 1)[1]
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as response, tempfile.NamedTemporaryFile(
-        dir=target.parent, delete=False
-    ) as tmp:
+    with (
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp,
+    ):
         while chunk := response.read(1 << 20):
             digest.update(chunk)
             tmp.write(chunk)

@@ -30,9 +30,7 @@ class Overloaded(DupdetectError):
     status = 503
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(
-            "overloaded", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)}
-        )
+        super().__init__("overloaded", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
 
 
 @dataclass

@@ -20,9 +20,7 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
-def image_files(
-    folder: Path, *, exclude: Iterable[str] = (), hidden: bool = False, skip: Iterable[Path] = ()
-) -> Iterator[Path]:
+def image_files(folder: Path, *, exclude: Iterable[str] = (), hidden: bool = False, skip: Iterable[Path] = ()) -> Iterator[Path]:
     """Every file under ``folder`` whose first bytes say it is an image we read, in a stable
     order. Left out: hidden files and folders (``.thumbnails``, ``.Trash``, ``@eaDir``) unless
     ``hidden``; paths matching an ``exclude`` glob (matched against the path under ``folder``
@@ -36,8 +34,10 @@ def image_files(
     for top, dirs, names in os.walk(folder):
         here = Path(top)
         dirs[:] = sorted(
-            d for d in dirs
-            if (hidden or not _hidden(d)) and (here / d).resolve() not in skipped
+            d
+            for d in dirs
+            if (hidden or not _hidden(d))
+            and (here / d).resolve() not in skipped
             and not excluded(str((here / d).relative_to(folder)), d)
         )
         for name in sorted(names):

@@ -67,8 +67,9 @@ async def ingest_folder(
         names = [stored_name(path, root) for path in chunk]
         hashes = [sha256_of(path) for path in chunk]
         stored = await known(hashes)
-        todo = [(name, path) for name, path, digest in zip(names, chunk, hashes, strict=True)
-                if name not in stored.get(digest, ())]
+        todo = [
+            (name, path) for name, path, digest in zip(names, chunk, hashes, strict=True) if name not in stored.get(digest, ())
+        ]
         report.skipped += len(chunk) - len(todo)
         if todo:
             for item in await send([(name, path.read_bytes()) for name, path in todo]):

@@ -91,32 +91,52 @@ def move_aside(folder: Path, paths: list[Path], target: Path) -> list[str]:
 
 def scan_json(folder: Path, groups: list[ScanGroup], report: IngestReport) -> bytes:
     """``dupdetect scan --json``: groups, members, pairs with kind and similarity, the keeper."""
+
     def name(image_id: uuid.UUID, group: ScanGroup) -> str | None:
         return next(m.filename for m in group.members if m.id == image_id)
 
-    return msgspec.json.format(msgspec.json.encode({
-        "folder": str(folder),
-        "images": report.added + report.skipped,
-        "failed": report.failed,
-        "groups": [
+    return msgspec.json.format(
+        msgspec.json.encode(
             {
-                "keep": group.keeper.filename,
-                "keep_reason": group.group.reason,
-                "members": [
-                    {"file": m.filename, "width": m.width, "height": m.height, "format": m.format,
-                     "bytes": m.byte_size, "sha256": m.sha256, "jpeg_quality": m.jpeg_quality,
-                     "artefacts": m.artefacts, "camera": has_camera(m)}
-                    for m in group.members
-                ],
-                "pairs": [
-                    {"a": m.image.filename, "b": name(m.via, group), "kind": m.joined_as,
-                     "similarity": round(m.similarity or 0.0, 4), "matched_points": m.matched_points}
-                    for m in group.group.members if m.via is not None
+                "folder": str(folder),
+                "images": report.added + report.skipped,
+                "failed": report.failed,
+                "groups": [
+                    {
+                        "keep": group.keeper.filename,
+                        "keep_reason": group.group.reason,
+                        "members": [
+                            {
+                                "file": m.filename,
+                                "width": m.width,
+                                "height": m.height,
+                                "format": m.format,
+                                "bytes": m.byte_size,
+                                "sha256": m.sha256,
+                                "jpeg_quality": m.jpeg_quality,
+                                "artefacts": m.artefacts,
+                                "camera": has_camera(m),
+                            }
+                            for m in group.members
+                        ],
+                        "pairs": [
+                            {
+                                "a": m.image.filename,
+                                "b": name(m.via, group),
+                                "kind": m.joined_as,
+                                "similarity": round(m.similarity or 0.0, 4),
+                                "matched_points": m.matched_points,
+                            }
+                            for m in group.group.members
+                            if m.via is not None
+                        ],
+                    }
+                    for group in groups
                 ],
             }
-            for group in groups
-        ],
-    }), indent=2)
+        ),
+        indent=2,
+    )
 
 
 def report_html(folder: Path, groups: list[ScanGroup]) -> str:
@@ -125,8 +145,11 @@ def report_html(folder: Path, groups: list[ScanGroup]) -> str:
     for number, group in enumerate(groups, 1):
         figures = "".join(
             "<figure>"
-            + (f'<img src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}" alt="">'
-               if (thumb := group.thumbnails.get(m.id)) else "")
+            + (
+                f'<img src="data:image/jpeg;base64,{base64.b64encode(thumb).decode()}" alt="">'
+                if (thumb := group.thumbnails.get(m.id))
+                else ""
+            )
             + f"<figcaption>{'<b>keep</b> ' if m.id == group.keeper.id else ''}{html.escape(m.filename or '')}"
             + f"<br><small>{m.width}×{m.height} {m.format}, {m.byte_size:,} bytes</small></figcaption></figure>"
             for m in group.members
@@ -135,7 +158,8 @@ def report_html(folder: Path, groups: list[ScanGroup]) -> str:
         pairs = "".join(
             f"<li>{html.escape(names[m.image.id])} ↔ {html.escape(names[m.via])}:"
             f" {(m.joined_as or '').replace('_', ' ')} {m.similarity or 0:.3f}</li>"
-            for m in group.group.members if m.via is not None
+            for m in group.group.members
+            if m.via is not None
         )
         blocks.append(
             f"<section><h2>Group {number}: {len(group.members)} images</h2><p>{html.escape(group.group.reason)}</p>"

@@ -69,9 +69,7 @@ def _too_large(limits: LimitSettings) -> ItemError:
 
 
 def _too_many(limits: LimitSettings) -> DupdetectError:
-    return DupdetectError(
-        "too_many_images", f"at most {limits.max_images_per_request} images per request", status=413
-    )
+    return DupdetectError("too_many_images", f"at most {limits.max_images_per_request} images per request", status=413)
 
 
 async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> AsyncIterator[bytes]:
@@ -258,9 +256,7 @@ async def read_items(
     elif media_type == "application/json":
         items = await read_json(stream, limits)
     else:
-        raise DupdetectError(
-            "unsupported_media_type", "send multipart/form-data (field `files`) or application/json", status=415
-        )
+        raise DupdetectError("unsupported_media_type", "send multipart/form-data (field `files`) or application/json", status=415)
     if not items:
         raise DupdetectError("no_images", "the request contains no images", status=400)
     return items

@@ -70,9 +70,7 @@ class ImagesController(Controller):
     ) -> IngestResponse:
         images.check_room()
         result = await images.ingest(await _items(request, reader))
-        return IngestResponse(
-            request_id=result.request_id, added=result.added, items=[IngestItem.of(o) for o in result.outcomes]
-        )
+        return IngestResponse(request_id=result.request_id, added=result.added, items=[IngestItem.of(o) for o in result.outcomes])
 
     @post(
         "/search",
@@ -102,8 +100,7 @@ class ImagesController(Controller):
         found = sum(bool(o.duplicates) for o in outcomes)
         return SearchResponse(
             items=[
-                SearchItem(index=o.index, duplicates=[duplicate_out(m) for m in o.duplicates], error=o.error)
-                for o in outcomes
+                SearchItem(index=o.index, duplicates=[duplicate_out(m) for m in o.duplicates], error=o.error) for o in outcomes
             ],
             message=f"{found} of {len(outcomes)} images have duplicates" if found else "no duplicates found",
         )
@@ -143,9 +140,7 @@ class ImagesController(Controller):
         return DuplicatesResponse(
             request_id=request_id,
             images=[
-                ImageDuplicates(
-                    image_id=image.id, filename=shown_name(image), duplicates=[duplicate_out(m) for m in matches]
-                )
+                ImageDuplicates(image_id=image.id, filename=shown_name(image), duplicates=[duplicate_out(m) for m in matches])
                 for image, matches in found
             ],
             message=message,

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 async def classify(
-    store: VectorStore, queries: list[Query], found: Iterable[list[Candidate]], rules: Rules,
+    store: VectorStore,
+    queries: list[Query],
+    found: Iterable[list[Candidate]],
+    rules: Rules,
     known: Mapping[uuid.UUID, bytes] | None = None,
 ) -> list[list[Match]]:
     """Each query's candidates → its duplicates, strongest first, at most :data:`RECORDED`.
@@ -34,8 +37,7 @@ async def classify(
     keypoints = dict(known or {})
     checkable = [q.keypoints is not None or q.exclude is not None for q in queries]
     wanted = {q.exclude for q in queries if q.keypoints is None and q.exclude is not None} | {
-        p.image.id for ps, can in zip(proposals, checkable, strict=True) if can
-        for p in ps if p.decided is None
+        p.image.id for ps, can in zip(proposals, checkable, strict=True) if can for p in ps if p.decided is None
     }
     wanted -= keypoints.keys()
     if not wanted:  # nothing to check geometrically: no store round trip, no thread
@@ -98,8 +100,16 @@ async def _finish_despite_cancel(task: asyncio.Future[list[list[Match]]]) -> lis
 
 
 async def _write_request(
-    store: VectorStore, request_id: uuid.UUID, submitted: int, images: list[NewImage], queries: list[Query],
-    found: list[list[Match]], seen: str | None, *, model: str, rules: Rules,
+    store: VectorStore,
+    request_id: uuid.UUID,
+    submitted: int,
+    images: list[NewImage],
+    queries: list[Query],
+    found: list[list[Match]],
+    seen: str | None,
+    *,
+    model: str,
+    rules: Rules,
 ) -> list[list[Match]]:
     await store.add_request(request_id, submitted, images, as_pairs((i.id for i in images), found), model=model)
     try:
@@ -114,8 +124,9 @@ async def _write_request(
                 found[i] = sorted(found[i] + extra, key=rank)[:RECORDED]
         await store.settle(request_id, late, model=model)
     except Exception:  # committed: the request is stored, whatever fails now (the database died)
-        log.warning("request %s is stored; its check against concurrent uploads is left to the sweeper",
-                    request_id, exc_info=True)
+        log.warning(
+            "request %s is stored; its check against concurrent uploads is left to the sweeper", request_id, exc_info=True
+        )
     return found
 
 
@@ -173,9 +184,7 @@ async def search_again(store: VectorStore, image: StoredImage, vector: np.ndarra
     return as_pairs(found.keys(), found.values())
 
 
-async def undo_not_duplicate(
-    store: ReviewStore, a: uuid.UUID, b: uuid.UUID, *, model: str, rules: Rules
-) -> bool:
+async def undo_not_duplicate(store: ReviewStore, a: uuid.UUID, b: uuid.UUID, *, model: str, rules: Rules) -> bool:
     """Withdraw a person's decision and search the first image again, so the pair (and any
     other it had) is recorded as the rules find it. False if there was no such decision."""
     if not await store.unmark_not_duplicate(a, b):

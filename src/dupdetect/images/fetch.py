@@ -152,9 +152,7 @@ class FetchBudget:
     def spend(self, n: int) -> None:
         self.left -= n
         if self.left < 0:
-            raise FetchError(
-                "request_too_large", f"the images of this request add up to more than {self.max_bytes:,} bytes"
-            )
+            raise FetchError("request_too_large", f"the images of this request add up to more than {self.max_bytes:,} bytes")
 
 
 class Fetcher:
@@ -243,9 +241,7 @@ class Fetcher:
 
     async def _read(self, url: URL, response: aiohttp.ClientResponse, budget: FetchBudget) -> bytes:
         if response.content_length is not None and response.content_length > self.max_bytes:
-            raise FetchError(
-                "image_too_large", f"{url} is {response.content_length:,} bytes; the limit is {self.max_bytes:,}"
-            )
+            raise FetchError("image_too_large", f"{url} is {response.content_length:,} bytes; the limit is {self.max_bytes:,}")
         body = bytearray()
         async for chunk in response.content.iter_chunked(1 << 16):
             body += chunk

@@ -64,9 +64,7 @@ async def reembed(
                 log.warning("cannot decode the original of %s: %s", image.id, exc.message)
         if embedded is not None:
             model = pipeline.descriptor
-            await home.replace_embedding(
-                image.id, embedded.vector, embedded.image.phash, embedded.image.keypoints, model=model
-            )
+            await home.replace_embedding(image.id, embedded.vector, embedded.image.phash, embedded.image.keypoints, model=model)
             updated = msgspec.structs.replace(image, model=model, phash=embedded.image.phash)
             pairs = await search_again(home, updated, embedded.vector, model=model, rules=rules)
             await home.settle(image.request_id, pairs, model=model)

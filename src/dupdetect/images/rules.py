@@ -171,10 +171,13 @@ def within_request(images: list[NewImage], stored: list[StoredImage]) -> list[li
 
 def as_pairs(images: Iterable[uuid.UUID], found: Iterable[list[Match]]) -> list[Pair]:
     return [
-        Pair(image_id=image_id, duplicate_id=match.image.id, similarity=match.similarity, kind=match.kind,
-             matched_points=match.matched_points)
+        Pair(
+            image_id=image_id,
+            duplicate_id=match.image.id,
+            similarity=match.similarity,
+            kind=match.kind,
+            matched_points=match.matched_points,
+        )
         for image_id, matches in zip(images, found, strict=True)
         for match in matches
     ]
-
-

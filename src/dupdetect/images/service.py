@@ -51,8 +51,13 @@ def _original_bytes(root: Path, image: StoredImage) -> bytes | None:
 
 class ImageService:
     def __init__(
-        self, store: VectorStore, pipeline: EmbeddingPipeline, fetcher: Fetcher, settings: DuplicateSettings,
-        *, caller: str = DEFAULT_COLLECTION,
+        self,
+        store: VectorStore,
+        pipeline: EmbeddingPipeline,
+        fetcher: Fetcher,
+        settings: DuplicateSettings,
+        *,
+        caller: str = DEFAULT_COLLECTION,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -94,9 +99,7 @@ class ImageService:
         (:func:`duplicates.record_request`). Raises NoValidImages, Overloaded."""
         images, outcomes = await prepare(items, pipeline=self.pipeline, fetcher=self.fetcher, caller=self.caller)
         rules, request_id = self.rules(), uuid.uuid4()
-        found = await duplicates.record_request(
-            self.store, request_id, len(items), images, model=self.descriptor, rules=rules
-        )
+        found = await duplicates.record_request(self.store, request_id, len(items), images, model=self.descriptor, rules=rules)
         for image, matches in zip(images, found, strict=True):
             outcomes[image.position].image_id = image.id
             outcomes[image.position].duplicates = matches[: rules.top_k]
@@ -163,9 +166,7 @@ class ImageService:
             await self.scoped(collection).review().refresh_groups()
         return len(stale)
 
-    async def settle_pending(
-        self, *, older_than_s: float, progress: Callable[[int], None] | None = None
-    ) -> tuple[int, int]:
+    async def settle_pending(self, *, older_than_s: float, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Record the missing pairs of unsettled requests (after a crash or a bulk load):
         (requests settled, pairs recorded)."""
         return await duplicates.settle_pending(
@@ -184,16 +185,18 @@ class ImageService:
                 return
         yield
 
-    async def reembed(
-        self, originals: Mapping[str, Path], *, fetch_urls: bool, delete_missing: bool
-    ) -> ReembedReport:
+    async def reembed(self, originals: Mapping[str, Path], *, fetch_urls: bool, delete_missing: bool) -> ReembedReport:
         """Every image of another descriptor, embedded again from its original (by SHA-256 in
         ``originals``, or its URL) and searched again."""
         if not isinstance(self.store, BulkStore):
             raise OperatorError(f"re-embedding needs a store this process owns (pgvector), not {self.store.name}")
         fetcher = self.fetcher if fetch_urls else None
         return await reembed(
-            self.store, self.pipeline, originals=originals, fetcher=fetcher, rules=self.rules(),
+            self.store,
+            self.pipeline,
+            originals=originals,
+            fetcher=fetcher,
+            rules=self.rules(),
             delete_missing=delete_missing,
         )
 

@@ -77,7 +77,6 @@ class ReviewController(Controller):
         data = await images.thumbnail(image_id)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
-
     @get(
         "/images/{image_id:str}/original",
         summary="The original file, when DUPDETECT_ORIGINALS_DIR holds it unchanged",
@@ -108,15 +107,18 @@ class DecisionsController(Controller):
         page: Annotated[int, QueryParameter(ge=1)] = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         max_size: Annotated[int, QueryParameter(ge=2, le=1000, description="Images shown per group")] = 50,
-        prefer_folder: Annotated[list[str] | None, QueryParameter(
-            description="Reference folder (a name prefix, repeatable): a copy in one is the keeper")] = None,
+        prefer_folder: Annotated[
+            list[str] | None,
+            QueryParameter(description="Reference folder (a name prefix, repeatable): a copy in one is the keeper"),
+        ] = None,
         prefer_format: Annotated[str | None, QueryParameter(description="Keep a copy in this format if there is one")] = None,
         prefer: Annotated[Prefer | None, QueryParameter(description="Keep the oldest or the newest date taken")] = None,
     ) -> GroupsPage:
         policy = KeeperPolicy(folders=tuple(prefer_folder or ()), format=prefer_format, prefer=prefer)
         found = await review.groups(page=page, page_size=page_size, policy=policy)
-        return GroupsPage(groups=[group_out(g, max_size) for g in found.groups], page=page, page_size=page_size,
-                          total=found.total)
+        return GroupsPage(
+            groups=[group_out(g, max_size) for g in found.groups], page=page, page_size=page_size, total=found.total
+        )
 
     @post(
         "/not-duplicates",
@@ -161,7 +163,8 @@ class DecisionsController(Controller):
     async def marks_csv(self, review: NamedDependency[ReviewService]) -> Response[str]:
         rows = [mark_out(marked) for marked in await review.marks()]
         return Response(
-            marks_as_csv(rows), media_type="text/csv",
+            marks_as_csv(rows),
+            media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="dupdetect-marks.csv"'},
         )
 

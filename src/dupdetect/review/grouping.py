@@ -45,9 +45,7 @@ def _links(pairs: Iterable[Pair]) -> dict[uuid.UUID, dict[uuid.UUID, Link]]:
     return links
 
 
-def groups(
-    images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperPolicy = DEFAULT_POLICY
-) -> list[DuplicateGroup]:
+def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperPolicy = DEFAULT_POLICY) -> list[DuplicateGroup]:
     """The groups of ``images`` (those with pairs), largest first. ``policy`` orders the members
     of each group (and so picks its keeper); membership depends on the pairs alone."""
     known = {image.id for image in images}
@@ -59,8 +57,10 @@ def groups(
     near_links: dict[uuid.UUID, int] = {}
     joined: dict[uuid.UUID, Link] = {}
     for image in ranked:
-        better = sorted((link for other, link in links[image.id].items() if other in position
-                         and position[other] < position[image.id]), key=lambda link: position[link.via])
+        better = sorted(
+            (link for other, link in links[image.id].items() if other in position and position[other] < position[image.id]),
+            key=lambda link: position[link.via],
+        )
         for link in better:
             crossed = near_links[link.via] + (link.kind == "near")
             if crossed <= MAX_NEAR_LINKS:
@@ -79,9 +79,11 @@ def groups(
         else:
             link_of = {i: joined.get(i) for i in ids}
         ordered = rank([by_id[i] for i in ids], policy)
-        found.append(DuplicateGroup(
-            id=head, members=[_member(image, link_of[image.id]) for image in ordered], reason=reason(ordered, policy)
-        ))
+        found.append(
+            DuplicateGroup(
+                id=head, members=[_member(image, link_of[image.id]) for image in ordered], reason=reason(ordered, policy)
+            )
+        )
     found.sort(key=lambda g: (-len(g.members), position[g.id]))
     return found
 
@@ -89,8 +91,9 @@ def groups(
 def _member(image: StoredImage, link: Link | None) -> GroupMember:
     if link is None:
         return GroupMember(image=image)
-    return GroupMember(image=image, via=link.via, joined_as=link.kind, similarity=link.similarity,
-                       matched_points=link.matched_points)
+    return GroupMember(
+        image=image, via=link.via, joined_as=link.kind, similarity=link.similarity, matched_points=link.matched_points
+    )
 
 
 def redundant(groups: Sequence[DuplicateGroup], chosen: Sequence[DuplicateGroup], policy: KeeperPolicy) -> list[StoredImage]:
@@ -98,6 +101,10 @@ def redundant(groups: Sequence[DuplicateGroup], chosen: Sequence[DuplicateGroup]
     ``groups``), each once: never a keeper of any group (a collage's photos keep their own),
     nor a copy in a reference folder."""
     keepers = {group.keep.id for group in groups}
-    found = {m.image.id: m.image for group in chosen for m in group.members
-             if m.image.id not in keepers and not policy.in_folder(m.image)}
+    found = {
+        m.image.id: m.image
+        for group in chosen
+        for m in group.members
+        if m.image.id not in keepers and not policy.in_folder(m.image)
+    }
     return list(found.values())

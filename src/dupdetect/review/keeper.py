@@ -92,8 +92,17 @@ def _key(image: StoredImage, largest: float, policy: KeeperPolicy) -> tuple[obje
 
 
 REASONS = (
-    "not in a reference folder", "not the preferred format", "", "edited", "smaller picture", "no camera metadata",
-    "more compressed", "taken later", "smaller picture", "smaller file", "",
+    "not in a reference folder",
+    "not the preferred format",
+    "",
+    "edited",
+    "smaller picture",
+    "no camera metadata",
+    "more compressed",
+    "taken later",
+    "smaller picture",
+    "smaller file",
+    "",
 )
 """Why another copy lost to the keeper, per term of the key ("" : not worth saying)."""
 

@@ -102,8 +102,14 @@ class MarkOut(msgspec.Struct, kw_only=True):
 def mark_out(marked: MarkedImage) -> MarkOut:
     image = marked.image
     return MarkOut(
-        image_id=image.id, file=image.filename or image.url, sha256=image.sha256, width=image.width,
-        height=image.height, byte_size=image.byte_size, taken_at=image.taken_at, mark=marked.mark,
+        image_id=image.id,
+        file=image.filename or image.url,
+        sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+        byte_size=image.byte_size,
+        taken_at=image.taken_at,
+        mark=marked.mark,
         marked_at=marked.marked_at,
     )
 
@@ -123,10 +129,11 @@ def group_out(group: DuplicateGroup, max_size: int) -> Group:
     """A group with at most ``max_size`` of its images, and the pair that put each one in it."""
     listed = group.members[:max_size]
     pairs = [
-        GroupPair(a=m.image.id, b=m.via, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4),
-                  matched_points=m.matched_points)
-        for m in listed if m.joined_as is not None and m.via is not None
+        GroupPair(
+            a=m.image.id, b=m.via, kind=m.joined_as, similarity=round(m.similarity or 0.0, 4), matched_points=m.matched_points
+        )
+        for m in listed
+        if m.joined_as is not None and m.via is not None
     ]
     images = [GroupImage(**msgspec.structs.asdict(m.image), mark=m.mark) for m in listed]
-    return Group(id=group.id, size=len(group.members), keep=group.keep.id, keep_reason=group.reason, images=images,
-                 pairs=pairs)
+    return Group(id=group.id, size=len(group.members), keep=group.keep.id, keep_reason=group.reason, images=images, pairs=pairs)

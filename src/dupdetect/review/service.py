@@ -38,9 +38,7 @@ class ReviewService:
         version, images, pairs = await self.store.group_inputs()
         await self.store.replace_groups(version, grouping.groups(images, pairs))
 
-    async def groups(
-        self, *, page: int = 1, page_size: int | None = None, policy: KeeperPolicy = DEFAULT_POLICY
-    ) -> StoredGroups:
+    async def groups(self, *, page: int = 1, page_size: int | None = None, policy: KeeperPolicy = DEFAULT_POLICY) -> StoredGroups:
         """One page of the collection's groups, largest first, each member with its mark; the
         keeper of each chosen by ``policy`` (membership does not depend on it)."""
         await self.refresh_groups()
@@ -68,7 +66,7 @@ class ReviewService:
     async def keep_suggested(
         self, group_ids: list[uuid.UUID] | None, policy: KeeperPolicy = DEFAULT_POLICY
     ) -> list[PreviousMark]:
-        """"Keep the suggested copy, trash the rest" for these groups (None: all of them), with
+        """ "Keep the suggested copy, trash the rest" for these groups (None: all of them), with
         the keepers ``GET /groups`` shows under ``policy``, trashing what a scan's trash list would
         (:func:`~dupdetect.review.grouping.redundant`). Returns the marks as they were, for an undo."""
         found = (await self.groups(policy=policy)).groups

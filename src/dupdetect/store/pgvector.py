@@ -114,8 +114,10 @@ def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
     band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
     lookups = [
         # Same expression and predicate as the partial HNSW index, so the planner uses it.
-        (f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i"
-         f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT :k"),
+        (
+            f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i"
+            f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT :k"
+        ),
         f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 AND {scope} LIMIT :k",
     ] + [
         f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL AND {scope}"
@@ -205,25 +207,30 @@ class PgVectorStore:
         self.dims = dims
         self.collection = collection
         # The dimension is part of the indexed expression, so it is spelled out, not a parameter.
-        self._search = Statement(_candidates_sql(
-            dims,
-            "unnest(:vectors::halfvec[], :sha256s::text[], :phashes::bigint[], :excludes::uuid[])"
-            " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
-            "images",
-            "i.collection = :collection",
-        ))
+        self._search = Statement(
+            _candidates_sql(
+                dims,
+                "unnest(:vectors::halfvec[], :sha256s::text[], :phashes::bigint[], :excludes::uuid[])"
+                " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
+                "images",
+                "i.collection = :collection",
+            )
+        )
         # Images stored by transactions that the snapshot :seen did not see: a few, compared directly.
-        self._concurrent = Statement((
-            "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> :request_id"
-            " AND i.collection = :collection AND (i.xact >= pg_snapshot_xmax(:seen::text::pg_snapshot)"
-            " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip(:seen::text::pg_snapshot)))))"
-        ) + _candidates_sql(
-            dims,
-            "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
-            " FROM images i WHERE i.request_id = :request_id AND i.model = :model) q",
-            "late",
-            "true",
-        ))
+        self._concurrent = Statement(
+            (
+                "WITH late AS MATERIALIZED (SELECT i.* FROM images i WHERE i.request_id <> :request_id"
+                " AND i.collection = :collection AND (i.xact >= pg_snapshot_xmax(:seen::text::pg_snapshot)"
+                " OR i.xact = ANY (ARRAY(SELECT pg_snapshot_xip(:seen::text::pg_snapshot)))))"
+            )
+            + _candidates_sql(
+                dims,
+                "(SELECT i.embedding AS vec, i.sha256, i.phash, i.id AS exclude, i.id AS n"
+                " FROM images i WHERE i.request_id = :request_id AND i.model = :model) q",
+                "late",
+                "true",
+            )
+        )
 
     def scoped(self, collection: str) -> PgVectorStore:
         view = copy.copy(self)
@@ -269,26 +276,42 @@ class PgVectorStore:
             )
 
     async def candidates(self, queries: list[Query], *, model: str, k: int) -> CandidateSearch:
-        rows = await self.pool.fetch(self._search.text, *self._search.args(
-            model=model, k=k, vectors=[HalfVector(q.vector) for q in queries], sha256s=[q.sha256 for q in queries],
-            phashes=[q.phash for q in queries], excludes=[q.exclude for q in queries], collection=self.collection,
-        ))
+        rows = await self.pool.fetch(
+            self._search.text,
+            *self._search.args(
+                model=model,
+                k=k,
+                vectors=[HalfVector(q.vector) for q in queries],
+                sha256s=[q.sha256 for q in queries],
+                phashes=[q.phash for q in queries],
+                excludes=[q.exclude for q in queries],
+                collection=self.collection,
+            ),
+        )
         found = _grouped(rows, list(range(1, len(queries) + 1)))
         return CandidateSearch(found=list(found.values()), seen=rows[0]["seen"] if rows else None)
 
     async def concurrent_candidates(
         self, request_id: uuid.UUID, seen: str, *, model: str, k: int
     ) -> dict[uuid.UUID, list[Candidate]]:
-        rows = await self.pool.fetch(self._concurrent.text, *self._concurrent.args(
-            model=model, k=k, request_id=request_id, seen=seen, collection=self.collection,
-        ))
+        rows = await self.pool.fetch(
+            self._concurrent.text,
+            *self._concurrent.args(
+                model=model,
+                k=k,
+                request_id=request_id,
+                seen=seen,
+                collection=self.collection,
+            ),
+        )
         return _grouped(rows, [row["n"] for row in rows])
 
     async def mark_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> bool:
         first, second = sorted((a, b))
         async with self.pool.acquire() as conn, conn.transaction():
             found = await conn.fetchval(
-                "SELECT count(*) FROM images WHERE id = ANY($1::uuid[]) AND collection = $2", [first, second],
+                "SELECT count(*) FROM images WHERE id = ANY($1::uuid[]) AND collection = $2",
+                [first, second],
                 self.collection,
             )
             if found < 2:
@@ -296,9 +319,7 @@ class PgVectorStore:
             await conn.execute(
                 "INSERT INTO not_duplicates (image_a, image_b) VALUES ($1, $2) ON CONFLICT DO NOTHING", first, second
             )
-            await conn.execute(
-                "DELETE FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1))", first, second
-            )
+            await conn.execute("DELETE FROM duplicates WHERE (image_id, duplicate_id) IN (($1, $2), ($2, $1))", first, second)
         await self._changed()
         return True
 
@@ -307,22 +328,28 @@ class PgVectorStore:
         removed = await self.pool.fetchval(
             "DELETE FROM not_duplicates d USING images i WHERE d.image_a = $1 AND d.image_b = $2"
             " AND i.id = d.image_a AND i.collection = $3 RETURNING true",
-            first, second, self.collection,
+            first,
+            second,
+            self.collection,
         )
         return removed is not None
 
     async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            ids = [row["id"] for row in await conn.fetch(
-                "SELECT id FROM images WHERE id = ANY($1::uuid[]) AND collection = $2", image_ids, self.collection
-            )]
+            ids = [
+                row["id"]
+                for row in await conn.fetch(
+                    "SELECT id FROM images WHERE id = ANY($1::uuid[]) AND collection = $2", image_ids, self.collection
+                )
+            ]
             if mark is None:
                 await conn.execute("DELETE FROM marks WHERE image_id = ANY($1::uuid[])", ids)
             else:
                 await conn.execute(
                     "INSERT INTO marks (image_id, mark) SELECT unnest($1::uuid[]), $2"
                     " ON CONFLICT (image_id) DO UPDATE SET mark = excluded.mark, marked_at = now()",
-                    ids, mark,
+                    ids,
+                    mark,
                 )
         return len(ids)
 
@@ -331,14 +358,16 @@ class PgVectorStore:
             rows = await conn.fetch(
                 "SELECT i.id, m.mark FROM images i LEFT JOIN marks m ON m.image_id = i.id"
                 " WHERE i.id = ANY($1::uuid[]) AND i.collection = $2 FOR UPDATE OF i",
-                keep + trash, self.collection,
+                keep + trash,
+                self.collection,
             )
             found = {row["id"] for row in rows}
             marks = [(i, "keep") for i in keep if i in found] + [(i, "trash") for i in trash if i in found]
             await conn.execute(
                 "INSERT INTO marks (image_id, mark) SELECT * FROM unnest($1::uuid[], $2::text[])"
                 " ON CONFLICT (image_id) DO UPDATE SET mark = excluded.mark, marked_at = now()",
-                [i for i, _ in marks], [mark for _, mark in marks],
+                [i for i, _ in marks],
+                [mark for _, mark in marks],
             )
         return [PreviousMark(image_id=row["id"], mark=row["mark"]) for row in rows]
 
@@ -359,9 +388,11 @@ class PgVectorStore:
         )
 
     async def groups_built(self) -> bool:
-        return bool(await self.pool.fetchval(
-            "SELECT coalesce((SELECT built >= version FROM group_state WHERE collection = $1), true)", self.collection
-        ))
+        return bool(
+            await self.pool.fetchval(
+                "SELECT coalesce((SELECT built >= version FROM group_state WHERE collection = $1), true)", self.collection
+            )
+        )
 
     async def stale_groups(self) -> list[str]:
         rows = await self.pool.fetch("SELECT collection FROM group_state WHERE built < version ORDER BY collection")
@@ -373,38 +404,65 @@ class PgVectorStore:
             pairs = await conn.fetch(
                 "SELECT d.image_id, d.duplicate_id, d.similarity, d.kind, d.matched_points FROM duplicates d"
                 " JOIN images i ON i.id = d.image_id WHERE i.collection = $1",
-                self.collection, timeout=MAINTENANCE_TIMEOUT_S,
+                self.collection,
+                timeout=MAINTENANCE_TIMEOUT_S,
             )
             rows = await conn.fetch(
                 f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.collection = $1 AND i.id = ANY($2::uuid[])",
-                self.collection, list({p["image_id"] for p in pairs} | {p["duplicate_id"] for p in pairs}),
+                self.collection,
+                list({p["image_id"] for p in pairs} | {p["duplicate_id"] for p in pairs}),
                 timeout=MAINTENANCE_TIMEOUT_S,
             )
         return int(version or 0), [_image(row) for row in rows], [Pair(**dict(p)) for p in pairs]
 
     async def replace_groups(self, version: int, groups: list[DuplicateGroup]) -> None:
         records = [
-            (self.collection, group.id, rank, len(group.members), m.image.id, position, position == 0, m.via,
-             m.joined_as, m.similarity, m.matched_points, group.reason)
-            for rank, group in enumerate(groups, 1) for position, m in enumerate(group.members)
+            (
+                self.collection,
+                group.id,
+                rank,
+                len(group.members),
+                m.image.id,
+                position,
+                position == 0,
+                m.via,
+                m.joined_as,
+                m.similarity,
+                m.matched_points,
+                group.reason,
+            )
+            for rank, group in enumerate(groups, 1)
+            for position, m in enumerate(group.members)
         ]
         async with self.pool.acquire() as conn, conn.transaction():
             built = await conn.fetchval(
                 "INSERT INTO group_state (collection, version, built) VALUES ($1, $2, 0) ON CONFLICT (collection)"
                 " DO UPDATE SET version = group_state.version RETURNING built",  # locks the row: one writer at a time
-                self.collection, version,
+                self.collection,
+                version,
             )
             if built >= version:
                 return
-            await conn.execute(
-                "DELETE FROM group_members WHERE collection = $1", self.collection, timeout=MAINTENANCE_TIMEOUT_S
-            )
+            await conn.execute("DELETE FROM group_members WHERE collection = $1", self.collection, timeout=MAINTENANCE_TIMEOUT_S)
             if records:
                 await conn.copy_records_to_table(
-                    "group_members", records=records, timeout=MAINTENANCE_TIMEOUT_S,
-                    columns=["collection", "group_id", "group_rank", "group_size", "image_id", "position",
-                             "suggested_keep", "joined_via", "joined_as", "joined_similarity", "joined_matched_points",
-                             "keeper_reason"],
+                    "group_members",
+                    records=records,
+                    timeout=MAINTENANCE_TIMEOUT_S,
+                    columns=[
+                        "collection",
+                        "group_id",
+                        "group_rank",
+                        "group_size",
+                        "image_id",
+                        "position",
+                        "suggested_keep",
+                        "joined_via",
+                        "joined_as",
+                        "joined_similarity",
+                        "joined_matched_points",
+                        "keeper_reason",
+                    ],
                 )
             await conn.execute("UPDATE group_state SET built = $2 WHERE collection = $1", self.collection, version)
 
@@ -420,16 +478,24 @@ class PgVectorStore:
                 " FROM group_members g JOIN images i ON i.id = g.image_id LEFT JOIN marks m ON m.image_id = i.id"
                 " WHERE g.collection = $1 AND g.group_rank > $2 AND g.group_rank <= $3"
                 " ORDER BY g.group_rank, g.position",
-                self.collection, offset, last,
+                self.collection,
+                offset,
+                last,
             )
         members: dict[uuid.UUID, list[GroupMember]] = {}
         reasons: dict[uuid.UUID, str] = {}
         for row in rows:
             reasons[row["group_id"]] = row["keeper_reason"]
-            members.setdefault(row["group_id"], []).append(GroupMember(
-                image=_image(row), via=row["joined_via"], joined_as=row["joined_as"], similarity=row["joined_similarity"],
-                matched_points=row["joined_matched_points"], mark=row["mark"],
-            ))
+            members.setdefault(row["group_id"], []).append(
+                GroupMember(
+                    image=_image(row),
+                    via=row["joined_via"],
+                    joined_as=row["joined_as"],
+                    similarity=row["joined_similarity"],
+                    matched_points=row["joined_matched_points"],
+                    mark=row["mark"],
+                )
+            )
         return StoredGroups(
             groups=[DuplicateGroup(id=key, members=group, reason=reasons[key]) for key, group in members.items()],
             total=int(total),
@@ -438,7 +504,8 @@ class PgVectorStore:
     async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
         rows = await self.pool.fetch(
             "SELECT DISTINCT sha256, filename FROM images WHERE collection = $2 AND sha256 = ANY($1::text[])",
-            hashes, self.collection,
+            hashes,
+            self.collection,
         )
         found: dict[str, set[str | None]] = {}
         for row in rows:
@@ -467,19 +534,64 @@ class PgVectorStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO requests (id, submitted, added, collection) VALUES ($1, $2, $3, $4)",
-                request_id, submitted, len(images), self.collection,
+                request_id,
+                submitted,
+                len(images),
+                self.collection,
             )
             await conn.copy_records_to_table(
                 "images",
-                columns=["id", "request_id", "position", "filename", "url", "byte_size", "width", "height",
-                         "format", "sha256", "phash", "thumbnail", "model", "embedding", "collection",
-                         "taken_at", "camera_make", "camera_model", "content_width", "content_height",
-                         "jpeg_quality", "detail_scale", "artefacts"],
+                columns=[
+                    "id",
+                    "request_id",
+                    "position",
+                    "filename",
+                    "url",
+                    "byte_size",
+                    "width",
+                    "height",
+                    "format",
+                    "sha256",
+                    "phash",
+                    "thumbnail",
+                    "model",
+                    "embedding",
+                    "collection",
+                    "taken_at",
+                    "camera_make",
+                    "camera_model",
+                    "content_width",
+                    "content_height",
+                    "jpeg_quality",
+                    "detail_scale",
+                    "artefacts",
+                ],
                 records=[
-                    (img.id, request_id, img.position, img.filename, img.url, img.byte_size, img.width,
-                     img.height, img.format, img.sha256, img.phash, img.thumbnail, model, img.vector,
-                     self.collection, img.taken_at, img.camera_make, img.camera_model, img.content_width,
-                     img.content_height, img.jpeg_quality, img.detail_scale, img.artefacts)
+                    (
+                        img.id,
+                        request_id,
+                        img.position,
+                        img.filename,
+                        img.url,
+                        img.byte_size,
+                        img.width,
+                        img.height,
+                        img.format,
+                        img.sha256,
+                        img.phash,
+                        img.thumbnail,
+                        model,
+                        img.vector,
+                        self.collection,
+                        img.taken_at,
+                        img.camera_make,
+                        img.camera_model,
+                        img.content_width,
+                        img.content_height,
+                        img.jpeg_quality,
+                        img.detail_scale,
+                        img.artefacts,
+                    )
                     for img in images
                 ],
             )
@@ -501,17 +613,29 @@ class PgVectorStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO requests (id, submitted, added, collection) VALUES ($1, $2, $2, $3)",
-                request_id, len(copies), self.collection,
+                request_id,
+                len(copies),
+                self.collection,
             )
-            await conn.execute(_ADD_COPIES.text, *_ADD_COPIES.args(
-                request_id=request_id, positions=[c[0] for c in copies], filenames=[c[1] for c in copies],
-                sha256s=[c[2] for c in copies], collection=self.collection,
-            ))
+            await conn.execute(
+                _ADD_COPIES.text,
+                *_ADD_COPIES.args(
+                    request_id=request_id,
+                    positions=[c[0] for c in copies],
+                    filenames=[c[1] for c in copies],
+                    sha256s=[c[2] for c in copies],
+                    collection=self.collection,
+                ),
+            )
 
     async def settle(self, request_id: uuid.UUID, pairs: list[Pair], *, model: str) -> int:
         arguments = _SETTLE.args(
-            request_id=request_id, image_ids=[p.image_id for p in pairs], duplicate_ids=[p.duplicate_id for p in pairs],
-            similarities=[p.similarity for p in pairs], kinds=[p.kind for p in pairs], model=model,
+            request_id=request_id,
+            image_ids=[p.image_id for p in pairs],
+            duplicate_ids=[p.duplicate_id for p in pairs],
+            similarities=[p.similarity for p in pairs],
+            kinds=[p.kind for p in pairs],
+            model=model,
             matched_points=[p.matched_points for p in pairs],
         )
         try:
@@ -542,14 +666,16 @@ class PgVectorStore:
     async def get_request(self, request_id: uuid.UUID) -> RequestInfo | None:
         row = await self.pool.fetchrow(
             "SELECT id, created_at, submitted, added FROM requests WHERE id = $1 AND collection = $2",
-            request_id, self.collection,
+            request_id,
+            self.collection,
         )
         return None if row is None else RequestInfo(**dict(row))
 
     async def _request_rows(self, conn: asyncpg.Connection, request_id: uuid.UUID, columns: str) -> list[Any]:
         rows: list[Any] = await conn.fetch(
             f"SELECT {columns} FROM images i WHERE i.request_id = $1 AND i.collection = $2 ORDER BY i.position",
-            request_id, self.collection,
+            request_id,
+            self.collection,
         )
         if not rows and not await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM requests WHERE id = $1 AND collection = $2)", request_id, self.collection
@@ -576,10 +702,14 @@ class PgVectorStore:
             )
         by_image: dict[uuid.UUID, list[Match]] = {image.id: [] for image in images}
         for row in rows:
-            by_image[row["for_id"]].append(Match(
-                image=_image(row), similarity=float(row["similarity"]), kind=row["kind"],
-                matched_points=row["matched_points"],
-            ))
+            by_image[row["for_id"]].append(
+                Match(
+                    image=_image(row),
+                    similarity=float(row["similarity"]),
+                    kind=row["kind"],
+                    matched_points=row["matched_points"],
+                )
+            )
         return [(image, by_image[image.id]) for image in images]
 
     async def stale_images(self, model: str) -> list[StoredImage]:
@@ -601,9 +731,7 @@ class PgVectorStore:
             await conn.execute("DELETE FROM image_keypoints WHERE image_id = $1", image_id)
             if keypoints is not None:
                 await conn.execute("INSERT INTO image_keypoints (image_id, keypoints) VALUES ($1, $2)", image_id, keypoints)
-            await conn.execute(
-                "DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id
-            )
+            await conn.execute("DELETE FROM duplicates WHERE kind <> 'exact' AND (image_id = $1 OR duplicate_id = $1)", image_id)
         await self._changed()
 
     async def get_image(self, image_id: uuid.UUID) -> StoredImage | None:

@@ -265,9 +265,7 @@ class PineconeStore:
         ids: list[str] = []
         token: str | None = None
         while True:
-            page = await self.index.list_paginated(
-                prefix=prefix, limit=100, pagination_token=token, namespace=self.namespace
-            )
+            page = await self.index.list_paginated(prefix=prefix, limit=100, pagination_token=token, namespace=self.namespace)
             ids += [item.id for item in page.vectors if item.id]
             token = page.pagination.next if page.pagination else None
             if not token:
@@ -279,7 +277,8 @@ class PineconeStore:
             vectors = (await self.index.fetch(ids=chunk, namespace=self.namespace)).vectors
             out += [
                 (dict(vectors[vid].metadata or {}), np.asarray(vectors[vid].values, np.float32))
-                for vid in chunk if vid in vectors
+                for vid in chunk
+                if vid in vectors
             ]
         return out
 
