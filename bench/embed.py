@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -169,7 +170,7 @@ def draft_savings() -> tuple[float, float]:
         image = Image.open(io.BytesIO(payload))
         image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
-    def timed(fn, n: int = 5) -> float:
+    def timed(fn: Callable[[], object], n: int = 5) -> float:
         fn()
         start = time.perf_counter()
         for _ in range(n):

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
-from dupdetect.images.duplicates import Rules  # noqa: E402
+from dupdetect.images.rules import Rules  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.review.service import ReviewService  # noqa: E402
 from dupdetect.settings import DatabaseSettings, DuplicateSettings  # noqa: E402

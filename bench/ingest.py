@@ -88,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dupdetect-bench-ingest-") as tmp:
         for model in args.models.split(","):
             weights, kind = weights_file(model, Path(tmp))
-            settings = ModelSettings(model=model, weights_file=weights, batch_size=args.batch_size)  # type: ignore[arg-type]
+            settings = ModelSettings(model=model, weights_file=weights, batch_size=args.batch_size)
             bare = bare_rate(settings, min(args.seconds, 15.0))
             port = free_port()
             env = cli_env(

@@ -231,7 +231,7 @@ def main() -> None:
         f" = {len(dataset)} queries; {len(negatives)} hard negatives stored"
     )
 
-    settings = msgspec.structs.replace(Settings(), model=ModelSettings(model=args.model))  # type: ignore[arg-type]
+    settings = msgspec.structs.replace(Settings(), model=ModelSettings(model=args.model))
     default = settings.duplicates.near_threshold
     thresholds = sorted({default, *(float(t) for t in args.thresholds.split(","))})
     with tempfile.TemporaryDirectory() as tmp:

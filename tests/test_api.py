@@ -488,8 +488,8 @@ async def test_when_and_with_what_a_photo_was_taken_is_stored_and_shown(base_url
     exif.get_ifd(0x8769)[0x9003] = "2021:06:01 10:20:30"
     buffer = io.BytesIO()
     photo("rocket").save(buffer, "JPEG", quality=90, exif=exif.tobytes())
-    plain = encode(photo("coffee"), "PNG")
-    _, body = await post(http, base_url, data=form(("taken.jpg", buffer.getvalue()), ("plain.png", plain)))
+    png = encode(photo("coffee"), "PNG")
+    _, body = await post(http, base_url, data=form(("taken.jpg", buffer.getvalue()), ("plain.png", png)))
     (_, taken), (_, plain) = [await get(http, f"{base_url}/images/{item['image_id']}") for item in body["items"]]
     assert (taken["taken_at"], taken["camera_make"], taken["camera_model"]) == ("2021-06-01T10:20:30", "Canon", "EOS 5D Mark IV")
     assert (plain["taken_at"], plain["camera_make"], plain["camera_model"]) == (None, None, None)

@@ -1,5 +1,7 @@
 """The service over real HTTP: health, readiness, OpenAPI, the error shape."""
 
+from pathlib import Path
+
 import aiohttp
 import msgspec
 import pytest
@@ -42,14 +44,14 @@ async def test_wrong_method_gets_the_json_error_shape(base_url: str, http: aioht
         assert (await resp.json())["error"]["code"] == "method_not_allowed"
 
 
-async def test_start_refuses_an_unmigrated_database_when_told_not_to_migrate(dsn: str, tmp_path) -> None:
-    settings = Settings(database=DatabaseSettings(database_url=dsn, data_dir=tmp_path, migrate_on_start=False))
+async def test_start_refuses_an_unmigrated_database_when_told_not_to_migrate(empty_dsn: str, tmp_path: Path) -> None:
+    settings = Settings(database=DatabaseSettings(database_url=empty_dsn, data_dir=tmp_path, migrate_on_start=False))
     with pytest.raises(StartupError, match="run `dupdetect migrate`"):
         async with running(settings):
             pass
 
 
-async def test_start_reports_an_unreachable_database(tmp_path) -> None:
+async def test_start_reports_an_unreachable_database(tmp_path: Path) -> None:
     settings = Settings(database=DatabaseSettings(database_url="postgresql://nobody@127.0.0.1:1/none", data_dir=tmp_path))
     with pytest.raises(StartupError, match="cannot connect to PostgreSQL"):
         async with running(settings):

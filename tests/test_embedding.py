@@ -78,6 +78,7 @@ def test_folding_batch_norms_keeps_the_descriptor(model: str, depthwise: bool) -
     trunk = BACKBONES[model].build().eval()
     for module in trunk.modules():  # trained-looking statistics, not the identity of a fresh layer
         if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.05, 2.0)
     batch = torch.from_numpy(pixels(jpeg("coffee"), jpeg("chelsea"))).permute(0, 3, 1, 2).float() / 255

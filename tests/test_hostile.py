@@ -88,7 +88,11 @@ async def test_json_bodies_are_limited_before_they_are_read_whole(settings: Sett
 async def test_fetched_urls_count_towards_the_request_byte_limit(settings: Settings, http: aiohttp.ClientSession) -> None:
     photo = jpeg("chelsea")
     app = web.Application()
-    app.router.add_get("/{n}.jpg", lambda _: _image_response(photo))
+
+    async def image(_: web.Request) -> web.Response:
+        return _image_response(photo)
+
+    app.router.add_get("/{n}.jpg", image)
     async with web_server(app) as images:
         limited = msgspec.structs.replace(
             _limits(settings, max_request_bytes=int(len(photo) * 2.5)),
