@@ -5,7 +5,8 @@ filter, fetch, list by prefix, delete, describe_index_stats), strict about what 
 require: the Api-Key header, the index dimension, request limits (1,000 vectors and 2 MB per
 upsert, 40 KB of metadata per vector, 512-character ids, 100 ids per list page, top_k up to
 10,000), metadata value types (no nulls) and non-zero query vectors for cosine. Writes become
-visible after ``lag`` seconds, like Pinecone's eventual consistency.
+visible after ``lag`` seconds, like Pinecone's eventual consistency; ``down_with`` answers
+every request with an error status, as an outage or a rate limit would.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class FakeIndex:
     namespaces: dict[str, dict[str, Record]] = field(default_factory=dict)
     tombstones: dict[str, dict[str, float]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    down_with: int | None = None
+    """While set, every request is answered with this status (an outage, a rate limit)."""
 
     def visible(self, namespace: str) -> dict[str, Record]:
         now = time.monotonic()
@@ -110,6 +113,8 @@ def make_app(index: FakeIndex) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
         index.requests.append(f"{request.method} {request.path}")
+        if index.down_with is not None:
+            return web.json_response({"code": 14, "message": "unavailable"}, status=index.down_with)
         if request.headers.get("Api-Key") != index.api_key:
             raise web.HTTPUnauthorized(text=json.dumps({"code": 16, "message": "Invalid API key"}))
         return await handler(request)

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from dupdetect import migrate
 from dupdetect.database import create_pool
 from dupdetect.keys import KeyRegistry
 from dupdetect.settings import DatabaseSettings
 from tests.processes import DUPDETECT, cli_env, free_port, start_serve, wait_ready
+
+pytestmark = pytest.mark.slow  # real processes (`-m "not slow"` leaves them out)
 
 
 def _postgres_running(data_dir: Path) -> bool:
@@ -174,8 +177,6 @@ def test_a_port_in_use_is_one_line_at_once_and_nothing_claims_to_start(tmp_path:
 _PROBE = """
 import sys
 from dupdetect.cli import main
-
-pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:

@@ -17,7 +17,7 @@ import pytest
 from tests.photos import edited_copy, encode, jpeg, photo, truncated_jpeg
 from tests.processes import DUPDETECT, cli_env
 
-pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow  # real processes (`-m "not slow"` leaves them out)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dupdetect.settings import Settings, StoreSettings
-from dupdetect.store.base import ModelMismatch, NewImage
+from dupdetect.store.base import ModelMismatch, NewImage, Query
 from dupdetect.store.pinecone import PineconeStore
 from tests.conftest import fake_pinecone, serving
 from tests.fake_pinecone import FakeIndex
@@ -132,3 +132,36 @@ async def test_routes_that_need_recorded_pairs_are_not_offered(settings: Setting
         http.get(f"{base_url}/schema/openapi.json") as resp,
     ):
         assert "/groups" in (await resp.json())["paths"]  # pgvector offers them
+
+
+async def test_vectors_of_another_descriptor_are_never_candidates_not_even_by_bytes_or_hash(
+    resnet_sized_index: tuple[FakeIndex, PineconeStore],
+) -> None:
+    _, store = resnet_sized_index
+    vector = unit_vectors(1, 2048)[0]
+    old = new_image(0, vector)
+    await store.add_request(uuid.uuid4(), 1, [old], [], model="old-descriptor")
+    query = Query(vector=vector, sha256=old.sha256, phash=old.phash)
+    assert (await store.candidates([query], model="m", k=10)).found == [[]]  # same bytes, same hash, other model
+    assert len((await store.candidates([query], model="old-descriptor", k=10)).found[0]) == 3  # each look-up finds it
+
+
+async def test_pinecone_errors_and_rate_limits_answer_503_with_retry_after(settings: Settings) -> None:
+    async with fake_pinecone(dimension=1280) as (index, url), aiohttp.ClientSession() as http:
+        store = StoreSettings(store="pinecone", pinecone_api_key=index.api_key, pinecone_host=url)
+        async with serving(msgspec.structs.replace(settings, store=store)) as base_url:
+            for status in (500, 503, 429):
+                index.down_with = status
+                form = aiohttp.FormData()
+                form.add_field("files", jpeg("coffee"), filename="c.jpg")
+                async with http.post(f"{base_url}/images", data=form) as resp:
+                    body = await resp.json()
+                    assert (resp.status, body["error"]["code"]) == (503, "store_unavailable"), (status, body)
+                    assert resp.headers["Retry-After"] == "2"
+                async with http.get(f"{base_url}/duplicates/{uuid.uuid4()}") as resp:
+                    assert resp.status == 503, status
+            index.down_with = None
+            form = aiohttp.FormData()
+            form.add_field("files", jpeg("coffee"), filename="c.jpg")
+            async with http.post(f"{base_url}/images", data=form) as resp:
+                assert resp.status == 201  # back as soon as Pinecone is

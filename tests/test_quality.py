@@ -21,7 +21,7 @@ from dupdetect.store.pgvector import PgVectorStore
 from tests.http import form
 from tests.photos import PHOTOS, jpeg, photo
 
-pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow  # photo sets through the whole path (`-m "not slow"` leaves them out)
 
 MILD = [edit for edit in EDITS if edit.difficulty == "mild"]
 

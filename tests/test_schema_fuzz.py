@@ -24,7 +24,7 @@ from dupdetect.settings import Settings
 from tests.conftest import with_database
 from tests.processes import cli_env, free_port, start_serve, wait_ready
 
-pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow  # a real process and hundreds of generated requests (`-m "not slow"` leaves them out)
 
 # The document is the app's own, made without starting anything.
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi_schema.to_schema())

@@ -16,7 +16,7 @@ from tests.conftest import web_server
 from tests.photos import jpeg
 from tests.processes import cli_env, free_port, start_serve, wait_ready
 
-pytestmark = pytest.mark.slow  # real processes, each loading the model (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow  # real processes (`-m "not slow"` leaves them out)
 
 
 def _slow_image_host() -> web.Application:

@@ -32,6 +32,17 @@ MIN_PGVECTOR = (0, 8, 0)
 """halfvec HNSW and iterative index scans (filtered searches that return enough rows)."""
 
 
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # the connection broke mid-statement
+    asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
+    # asyncpg's own state errors, raised when the pool resets a connection that died mid-query
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,  # refused, reset, socket gone; TimeoutError too (DUPDETECT_QUERY_TIMEOUT)
+)
+"""The database is away: the store raises StoreUnavailable for these (a 503), never a 500."""
+
+
 class DatabaseError(OperatorError):
     """The database cannot serve dupdetect; the message says what to do."""
 

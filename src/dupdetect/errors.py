@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dupdetect.error_codes import Code
+
 
 class OperatorError(RuntimeError):
     """Something the operator must fix; the message says what and how."""
@@ -22,7 +24,7 @@ class DupdetectError(Exception):
 
     def __init__(
         self,
-        code: str,
+        code: Code,
         message: str,
         *,
         status: int | None = None,
@@ -43,9 +45,10 @@ class DupdetectError(Exception):
 
 
 class NotFound(DupdetectError):
-    """Nothing with that id in the caller's collection (another collection's ids included)."""
+    """Nothing with that id in the caller's collection (another collection's ids included):
+    ``request_not_found``, ``image_not_found``…"""
 
     status = 404
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}_not_found", message)
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(code, message)

@@ -12,7 +12,9 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from dupdetect.database import CONNECTION_LOST
 from dupdetect.errors import OperatorError
+from dupdetect.store.base import unavailable_on
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _TOKEN = re.compile(r"^ddk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -48,6 +50,7 @@ def check_collection(name: str) -> str:
     return name
 
 
+@unavailable_on(*CONNECTION_LOST)
 class KeyRegistry:
     """Reads and writes ``api_keys`` (and creates collections on first use)."""
 

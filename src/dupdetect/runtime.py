@@ -21,6 +21,7 @@ from dupdetect.errors import OperatorError
 from dupdetect.images.fetch import Fetcher
 from dupdetect.images.service import ImageService
 from dupdetect.keys import KeyRegistry
+from dupdetect.review.service import refresh_stale_groups
 from dupdetect.settings import Settings
 from dupdetect.store.base import ModelMismatch, VectorStore
 from dupdetect.store.pgvector import PgVectorStore
@@ -117,7 +118,7 @@ async def _refresh_groups_forever(images: ImageService) -> None:
     while True:
         started = time.monotonic()
         try:
-            await images.refresh_groups()
+            await refresh_stale_groups(images)
         except Exception:  # the database may be down for a moment; the next round tries again
             log.exception("rebuilding duplicate groups failed")
         await asyncio.sleep(max(GROUPS_EVERY_S, 5 * (time.monotonic() - started)))

@@ -12,6 +12,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from dupdetect.api.limits import MinuteCounter, client_address
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.keys import KeyRegistry
 from dupdetect.runtime import Runtime
@@ -33,7 +34,7 @@ async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], key
     challenge = {"WWW-Authenticate": 'Bearer realm="dupdetect"'}
     if key is None:
         raise DupdetectError(
-            "missing_api_key",
+            Code.MISSING_API_KEY,
             "this service needs an API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`"
             " (an operator creates one with `dupdetect keys create --collection NAME`)",
             headers=challenge,
@@ -42,7 +43,7 @@ async def _collection_of_key(connection: ASGIConnection[Any, Any, Any, Any], key
     assert keys is not None  # auth on always opens the database
     collection = await keys.collection_for(key)
     if collection is None:
-        raise DupdetectError("invalid_api_key", "the API key is unknown or revoked", headers=challenge, status=401)
+        raise DupdetectError(Code.INVALID_API_KEY, "the API key is unknown or revoked", headers=challenge, status=401)
     return collection, key[4:16]  # the id part of ddk_<id>_<secret>, verified with the secret
 
 

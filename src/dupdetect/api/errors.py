@@ -13,10 +13,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap, HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.observability import STORE_UP
-from dupdetect.store.base import OutcomeUnknown
-from dupdetect.store.pgvector import CONNECTION_LOST
+from dupdetect.store.base import OutcomeUnknown, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,12 @@ def handle_dupdetect_error(_: Request[Any, Any, Any], exc: DupdetectError) -> Re
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-def handle_store_down(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+def handle_store_down(_: Request[Any, Any, Any], exc: StoreUnavailable) -> Response[ErrorResponse]:
     STORE_UP.set(0)
-    log.warning("database unavailable: %s", exc)
-    return error_response(503, "store_unavailable", "the database is not answering; retry shortly", headers={"Retry-After": "2"})
+    log.warning("store unavailable: %s", exc)
+    return error_response(
+        503, Code.STORE_UNAVAILABLE, "the store is not answering; retry shortly", headers={"Retry-After": str(exc.retry_after)}
+    )
 
 
 def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Response[ErrorResponse]:
@@ -89,7 +91,7 @@ def handle_outcome_unknown(_: Request[Any, Any, Any], exc: OutcomeUnknown) -> Re
     log.warning("database unavailable while committing request %s: %s", exc.request_id, exc.__cause__)
     return error_response(
         503,
-        "store_unavailable",
+        Code.STORE_UNAVAILABLE,
         f"the database failed while storing this request; GET /requests/{exc.request_id} answers 404 if it was not"
         " stored (then send it again)",
         details={"request_id": str(exc.request_id)},
@@ -106,26 +108,25 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
         problems = exc.extra if isinstance(exc.extra, list) else []
         ids = [p["key"] for p in problems if isinstance(p, dict) and p.get("source") == "path"]
         if ids:  # every path parameter is an id
-            return error_response(400, "invalid_id", f"{', '.join(ids)} is not a valid id (a UUID)", problems)
-        return error_response(400, "invalid_request", exc.detail, exc.extra or None)
+            return error_response(400, Code.INVALID_ID, f"{', '.join(ids)} is not a valid id (a UUID)", problems)
+        return error_response(400, Code.INVALID_REQUEST, exc.detail, exc.extra or None)
     status = exc.status_code
     if status >= 500 and exc.detail != CLIENT_GONE:
         log.error("server error %s: %s", status, exc.detail, exc_info=exc)
     if status == 500 and exc.detail == CLIENT_GONE:  # Litestar's word for it, raised reading the body
         log.warning("the client disconnected before its request body was read")
-        return error_response(499, "client_disconnected", "the client disconnected before sending its whole body")
+        return error_response(499, Code.CLIENT_DISCONNECTED, "the client disconnected before sending its whole body")
     return error_response(status, _code_for(status), exc.detail, headers=dict(exc.headers or {}))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error; the server log has the details")
+    return error_response(500, Code.INTERNAL_ERROR, "internal server error; the server log has the details")
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DupdetectError: handle_dupdetect_error,
-    **{kind: handle_store_down for kind in CONNECTION_LOST},
-    TimeoutError: handle_store_down,  # a query past DUPDETECT_QUERY_TIMEOUT (other waits raise their own errors)
+    StoreUnavailable: handle_store_down,
     OutcomeUnknown: handle_outcome_unknown,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,

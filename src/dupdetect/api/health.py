@@ -9,6 +9,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 
 from dupdetect.api.errors import error_responses
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.images.deps import provide_probe
 from dupdetect.images.service import ImageService
@@ -52,6 +53,8 @@ class HealthController(Controller):
         problem = "no answer in time" if not finished else check.exception()
         if problem is not None:
             STORE_UP.set(0)
-            raise DupdetectError("store_unavailable", f"{store} not ready: {problem}", headers={"Retry-After": "2"}, status=503)
+            raise DupdetectError(
+                Code.STORE_UNAVAILABLE, f"{store} not ready: {problem}", headers={"Retry-After": "2"}, status=503
+            )
         STORE_UP.set(1)
         return Readiness(status="ready", store=store, model=probe.descriptor)

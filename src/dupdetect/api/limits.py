@@ -15,6 +15,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 
 MAX_TRACKED = 100_000
@@ -51,7 +52,7 @@ class MinuteCounter:
         if self._hits_now().get(identity, 0) > allowed:
             retry = max(1, int(60 - time.time() % 60) + 1)
             raise DupdetectError(
-                "too_many_requests",
+                Code.TOO_MANY_REQUESTS,
                 f"more than {self.per_minute} {self.what} a minute; retry in {retry} s",
                 status=429,
                 headers={"Retry-After": str(retry)},
@@ -86,7 +87,7 @@ def client_limits(
                 await send_error(
                     send,
                     429,
-                    "too_many_requests_in_flight",
+                    Code.TOO_MANY_REQUESTS_IN_FLIGHT,
                     f"{per_client} requests from this address are still running (DUPDETECT_MAX_REQUESTS_PER_CLIENT)",
                     [(b"retry-after", b"1")],
                 )

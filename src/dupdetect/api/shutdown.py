@@ -9,6 +9,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
+from dupdetect.error_codes import Code
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def cut_off_answers(app: ASGIApp) -> ASGIApp:
             await send_error(
                 send,
                 503,
-                "shutting_down",
+                Code.SHUTTING_DOWN,
                 "the server stopped before this request finished; nothing of it was stored, send it again",
                 [(b"retry-after", b"5"), (b"connection", b"close")],
             )

@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from dupdetect.api.errors import send_error
+from dupdetect.error_codes import Code
 from dupdetect.settings import ServerSettings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -61,7 +62,7 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
                 await send_error(
                     send,
                     400,
-                    "host_not_allowed",
+                    Code.HOST_NOT_ALLOWED,
                     f"the Host header {host!r} is not one this service answers to (DUPDETECT_ALLOWED_HOSTS)",
                 )
                 return
@@ -69,7 +70,7 @@ def trusted_requests(server: ServerSettings) -> Callable[[ASGIApp], ASGIApp]:
                 await send_error(
                     send,
                     403,
-                    "cross_origin_write",
+                    Code.CROSS_ORIGIN_WRITE,
                     "writes from another site's page are refused; call the API directly",
                 )
                 return

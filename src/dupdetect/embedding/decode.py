@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from dupdetect.embedding import geometry, jpeg_layout, quality
 from dupdetect.embedding.perceptual import phash
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import MB
 
@@ -206,18 +207,18 @@ def _jpeg_layout(data: bytes) -> jpeg_layout.JpegLayout:
     try:
         layout = jpeg_layout.read_layout(data)
     except jpeg_layout.LayoutError as exc:
-        raise DecodeError("corrupt_image", f"the JPEG structure is broken ({exc})") from None
+        raise DecodeError(Code.CORRUPT_IMAGE, f"the JPEG structure is broken ({exc})") from None
     if layout.scans > jpeg_layout.MAX_SCANS:
         raise DecodeError(
-            "too_many_scans",
+            Code.TOO_MANY_SCANS,
             f"the JPEG has more than {jpeg_layout.MAX_SCANS} scans (each one a pass over the whole image);"
             " re-save it as an ordinary JPEG",
         )
     if not layout.complete:
-        raise DecodeError("corrupt_image", "the JPEG data is truncated: it ends before its end-of-image marker")
+        raise DecodeError(Code.CORRUPT_IMAGE, "the JPEG data is truncated: it ends before its end-of-image marker")
     if layout.entropy_bytes < layout.least_entropy_bytes:
         raise DecodeError(
-            "corrupt_image",
+            Code.CORRUPT_IMAGE,
             f"the JPEG holds {layout.entropy_bytes:,} bytes of image data, too few for the"
             f" {layout.width}×{layout.height} its header claims (at least {layout.least_entropy_bytes:,}):"
             " it is truncated or its header is wrong",
@@ -237,11 +238,11 @@ def decode(
     """Decode, orient, flatten and resize to ``size``×``size``; blocking, so call it in a worker.
     ``max_decode_bytes``: refuse images whose decoding would allocate more (see _decode_cost)."""
     if not data:
-        raise DecodeError("empty_image", "the image is empty (0 bytes)")
+        raise DecodeError(Code.EMPTY_IMAGE, "the image is empty (0 bytes)")
     kind = sniff_format(data)
     if kind is None:
         raise DecodeError(
-            "unsupported_format",
+            Code.UNSUPPORTED_FORMAT,
             f"not an image format we read (supported: {', '.join(SUPPORTED_FORMATS)})",
         )
     layout = _jpeg_layout(data) if kind == "JPEG" else None
@@ -252,7 +253,7 @@ def decode(
             width, height = image.size
             if width * height > max_pixels:
                 raise DecodeError(
-                    "too_many_pixels",
+                    Code.TOO_MANY_PIXELS,
                     f"the image is {width}×{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
                 )
             stored_size = image.size
@@ -265,7 +266,7 @@ def decode(
             cost = _decode_cost(image, stored_size, layout)  # after draft: what decoding this image really allocates
             if max_decode_bytes is not None and cost > max_decode_bytes:
                 raise DecodeError(
-                    "too_many_pixels",
+                    Code.TOO_MANY_PIXELS,
                     f"decoding this {width}×{height} {image.mode} image needs {cost / MB:,.0f} MB;"
                     f" the limit is {max_decode_bytes / MB:,.0f} MB (DUPDETECT_MAX_DECODE_BYTES)",
                 )
@@ -284,11 +285,11 @@ def decode(
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecodeError("too_many_pixels", str(exc)) from exc
+        raise DecodeError(Code.TOO_MANY_PIXELS, str(exc)) from exc
     except MemoryError as exc:
-        raise DecodeError("too_many_pixels", "the image needs more memory than is available") from exc
+        raise DecodeError(Code.TOO_MANY_PIXELS, "the image needs more memory than is available") from exc
     except Exception as exc:  # the decoders' own texts name Python objects and C functions: not for users
-        raise DecodeError("corrupt_image", f"the {kind} data is truncated or corrupt") from exc
+        raise DecodeError(Code.CORRUPT_IMAGE, f"the {kind} data is truncated or corrupt") from exc
     content = _content(rgb, drawn)
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = content.convert("L")  # once, for the hash and the keypoints

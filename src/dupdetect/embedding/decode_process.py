@@ -70,6 +70,7 @@ def main() -> None:
     import cv2
 
     from dupdetect.embedding.decode import DecodeError, decode
+    from dupdetect.error_codes import Code
 
     cv2.setNumThreads(1)  # one decode per process; the pool runs them in parallel
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -86,13 +87,13 @@ def main() -> None:
         except DecodeError as exc:
             result = exc
         except MemoryError:
-            result = DecodeError("too_many_pixels", "decoding this image needs more memory than one decode may take")
+            result = DecodeError(Code.TOO_MANY_PIXELS, "decoding this image needs more memory than one decode may take")
         except Exception:  # a decoder bug: the item fails, the worker lives on
-            result = DecodeError("corrupt_image", "the image could not be decoded")
+            result = DecodeError(Code.CORRUPT_IMAGE, "the image could not be decoded")
         try:
             payload = pickle.dumps(result)
         except MemoryError:
-            payload = pickle.dumps(DecodeError("too_many_pixels", "the decoded image is too large to hand back"))
+            payload = pickle.dumps(DecodeError(Code.TOO_MANY_PIXELS, "the decoded image is too large to hand back"))
         del data, result
         write_frame(stdout, payload)
 

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from dupdetect.embedding.decode import DecodedImage, DecodeError
 from dupdetect.embedding.decode_process import write_frame
+from dupdetect.error_codes import Code
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class _Worker:
         if self.process is None:
             self._replace()
         if self.process is None:
-            raise DecodeError("corrupt_image", "no decoder process could be started for this image")
+            raise DecodeError(Code.CORRUPT_IMAGE, "no decoder process could be started for this image")
         assert self.process is not None and self.process.stdin is not None
         try:
             write_frame(self.process.stdin, data)
@@ -90,11 +91,11 @@ class _Worker:
         except TimeoutError:
             self._replace()
             raise DecodeError(
-                "decode_timeout", f"decoding this image took longer than {timeout:g} s (DUPDETECT_DECODE_TIMEOUT)"
+                Code.DECODE_TIMEOUT, f"decoding this image took longer than {timeout:g} s (DUPDETECT_DECODE_TIMEOUT)"
             ) from None
         except (_Died, OSError, ValueError, pickle.UnpicklingError):  # ValueError: its pipe closed by stop()
             self._replace()
-            raise DecodeError("corrupt_image", "decoding this image stopped its decoder process") from None
+            raise DecodeError(Code.CORRUPT_IMAGE, "decoding this image stopped its decoder process") from None
         if isinstance(answer, DecodeError):
             raise answer
         assert isinstance(answer, DecodedImage)

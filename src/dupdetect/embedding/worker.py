@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupdetect.embedding.model import Embedder
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.observability import BATCH_SIZE, IMAGES_EMBEDDED, QUEUE_DEPTH
 
@@ -30,7 +31,7 @@ class Overloaded(DupdetectError):
     status = 503
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__("overloaded", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
+        super().__init__(Code.OVERLOADED, f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
 
 
 @dataclass

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dupdetect.embedding.decode import sniff_format
 from dupdetect.errors import OperatorError
+from dupdetect.images.originals import sha256_of
 
 SYSTEM_FOLDERS = frozenset({"@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information", "lost+found"})
 """Folders NAS boxes and operating systems fill with thumbnails and deleted files: skipped
@@ -65,14 +65,6 @@ def stored_name(path: Path, root: Path) -> str:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         raise OperatorError(f"{path} is not under --root {root}") from None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def images_by_sha256(folder: Path) -> dict[str, Path]:

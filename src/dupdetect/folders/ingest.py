@@ -13,8 +13,10 @@ import aiohttp
 import msgspec
 
 from dupdetect.api.errors import ErrorDetail, ErrorResponse
-from dupdetect.folders.files import sha256_of, stored_name
+from dupdetect.error_codes import Code
+from dupdetect.folders.files import stored_name
 from dupdetect.images.body import Item, ItemError
+from dupdetect.images.originals import sha256_of
 from dupdetect.images.schemas import IngestItem, IngestResponse, KnownFiles
 from dupdetect.images.service import ImageService
 
@@ -98,7 +100,7 @@ def http_client(base_url: str, session: aiohttp.ClientSession, api_key: str | No
             error = msgspec.json.decode(body, type=ErrorResponse).error
         except msgspec.DecodeError:  # not the service answering (a proxy, a crash page)
             error = ErrorDetail(code="http_error", message=f"HTTP {status} from {base_url}")
-        if error.code == "no_valid_images":  # every file's own error
+        if error.code == Code.NO_VALID_IMAGES:  # every file's own error
             return msgspec.convert(error.details, list[IngestItem])
         return [IngestItem(index=i, error=ItemError(error.code, error.message)) for i in range(len(files))]
 

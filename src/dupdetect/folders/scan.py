@@ -19,6 +19,7 @@ from dupdetect.folders.ingest import IngestReport
 from dupdetect.images.service import ImageService
 from dupdetect.review.grouping import redundant
 from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, has_camera
+from dupdetect.review.service import ReviewService
 from dupdetect.store.base import DuplicateGroup, StoredImage
 
 
@@ -47,7 +48,7 @@ async def _thumbnail(images: ImageService, image_id: uuid.UUID) -> bytes | None:
 
 async def scan_groups(images: ImageService, policy: KeeperPolicy = DEFAULT_POLICY) -> list[ScanGroup]:
     """Every group of the collection, the keeper of each chosen by ``policy``, with thumbnails."""
-    found = await images.review().groups(policy=policy)
+    found = await ReviewService.of(images).groups(policy=policy)
     return [
         ScanGroup(group=group, thumbnails={m.image.id: await _thumbnail(images, m.image.id) for m in group.members})
         for group in found.groups

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import msgspec
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import LimitSettings
 
@@ -58,18 +59,18 @@ def _name_error(name: str | None) -> ItemError | None:
     if name is None:
         return None
     if len(name) > MAX_NAME_LENGTH:
-        return ItemError("invalid_filename", f"the filename is longer than {MAX_NAME_LENGTH} characters")
+        return ItemError(Code.INVALID_FILENAME, f"the filename is longer than {MAX_NAME_LENGTH} characters")
     if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in name):
-        return ItemError("invalid_filename", "the filename contains control or unpaired surrogate characters")
+        return ItemError(Code.INVALID_FILENAME, "the filename contains control or unpaired surrogate characters")
     return None
 
 
 def _too_large(limits: LimitSettings) -> ItemError:
-    return ItemError("image_too_large", f"the image is larger than the {limits.max_image_bytes:,}-byte limit")
+    return ItemError(Code.IMAGE_TOO_LARGE, f"the image is larger than the {limits.max_image_bytes:,}-byte limit")
 
 
 def _too_many(limits: LimitSettings) -> DupdetectError:
-    return DupdetectError("too_many_images", f"at most {limits.max_images_per_request} images per request", status=413)
+    return DupdetectError(Code.TOO_MANY_IMAGES, f"at most {limits.max_images_per_request} images per request", status=413)
 
 
 async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> AsyncIterator[bytes]:
@@ -78,7 +79,7 @@ async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> 
         total += len(chunk)
         if total > limit:
             raise DupdetectError(
-                "request_too_large", f"the request body is larger than the {limit:,}-byte limit{hint}", status=413
+                Code.REQUEST_TOO_LARGE, f"the request body is larger than the {limit:,}-byte limit{hint}", status=413
             )
         yield chunk
 
@@ -86,7 +87,7 @@ async def _limited(stream: AsyncIterator[bytes], limit: int, hint: str = "") -> 
 async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits: LimitSettings) -> list[Item]:
     boundary = parse_options_header(content_type)[1].get("boundary")
     if not boundary:
-        raise DupdetectError("invalid_multipart", "multipart/form-data without a boundary", status=400)
+        raise DupdetectError(Code.INVALID_MULTIPART, "multipart/form-data without a boundary", status=400)
     items: list[Item] = []
     current: Item | None = None
     buffer = bytearray()
@@ -97,7 +98,7 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
                     if isinstance(event, MultipartSegment):
                         if event.name != "files":
                             raise DupdetectError(
-                                "unexpected_field", f"unexpected form field {event.name!r}; send images as `files`", status=400
+                                Code.UNEXPECTED_FIELD, f"unexpected form field {event.name!r}; send images as `files`", status=400
                             )
                         if len(items) >= limits.max_images_per_request:
                             raise _too_many(limits)
@@ -115,7 +116,7 @@ async def read_multipart(content_type: str, stream: AsyncIterator[bytes], limits
                             current.error = _too_large(limits)  # the rest of this part is skipped, not kept
                             buffer = bytearray()
     except MultipartError as exc:
-        raise DupdetectError("invalid_multipart", f"the multipart body is malformed: {exc}", status=400) from exc
+        raise DupdetectError(Code.INVALID_MULTIPART, f"the multipart body is malformed: {exc}", status=400) from exc
     return items
 
 
@@ -187,22 +188,22 @@ async def read_json(stream: AsyncIterator[bytes], limits: LimitSettings) -> list
     try:
         parsed = msgspec.json.decode(body, type=ImagesBody)
     except msgspec.ValidationError as exc:
-        raise DupdetectError("invalid_request", f"the JSON body does not match the schema: {exc}", status=400) from exc
+        raise DupdetectError(Code.INVALID_REQUEST, f"the JSON body does not match the schema: {exc}", status=400) from exc
     except msgspec.DecodeError as exc:
-        raise DupdetectError("invalid_json", f"the body is not valid JSON: {exc}", status=400) from exc
+        raise DupdetectError(Code.INVALID_JSON, f"the body is not valid JSON: {exc}", status=400) from exc
     if len(parsed.images) > limits.max_images_per_request:
         raise _too_many(limits)
     items = []
     for index, entry in enumerate(parsed.images):
         name_error = _name_error(entry.filename) or (
-            ItemError("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters or contains control characters")
+            ItemError(Code.INVALID_URL, f"the URL is longer than {MAX_URL_LENGTH} characters or contains control characters")
             if entry.url is not None and (len(entry.url) > MAX_URL_LENGTH or _name_error(entry.url) is not None)
             else None
         )
         if name_error is not None:
             items.append(Item(index, error=name_error))
         elif (entry.base64 is None) == (entry.url is None):
-            items.append(Item(index, entry.filename, error=ItemError("invalid_item", "give exactly one of base64 or url")))
+            items.append(Item(index, entry.filename, error=ItemError(Code.INVALID_ITEM, "give exactly one of base64 or url")))
         elif entry.url is not None:
             items.append(Item(index, entry.filename, url=entry.url))
         else:
@@ -229,12 +230,12 @@ async def _paced(stream: AsyncIterator[bytes], limits: LimitSettings) -> AsyncIt
         except TimeoutError:
             if rate_ends < pause_ends - 0.01:
                 raise DupdetectError(
-                    "body_timeout",
+                    Code.BODY_TIMEOUT,
                     f"the body arrives slower than {limits.min_body_rate:,} bytes/s (DUPDETECT_MIN_BODY_RATE)",
                     status=408,
                 ) from None
             raise DupdetectError(
-                "body_timeout", f"no part of the body arrived for {limits.body_read_timeout:g} s", status=408
+                Code.BODY_TIMEOUT, f"no part of the body arrived for {limits.body_read_timeout:g} s", status=408
             ) from None
         received += len(chunk)
         yield chunk
@@ -247,7 +248,7 @@ async def read_items(
     reading it; the stream is counted anyway, as a client may lie or send it chunked."""
     if declared_length and declared_length.isdigit() and int(declared_length) > limits.max_request_bytes:
         raise DupdetectError(
-            "request_too_large", f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413
+            Code.REQUEST_TOO_LARGE, f"the request body is larger than {limits.max_request_bytes:,} bytes", status=413
         )
     stream = _paced(stream, limits)
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -256,9 +257,11 @@ async def read_items(
     elif media_type == "application/json":
         items = await read_json(stream, limits)
     else:
-        raise DupdetectError("unsupported_media_type", "send multipart/form-data (field `files`) or application/json", status=415)
+        raise DupdetectError(
+            Code.UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data (field `files`) or application/json", status=415
+        )
     if not items:
-        raise DupdetectError("no_images", "the request contains no images", status=400)
+        raise DupdetectError(Code.NO_IMAGES, "the request contains no images", status=400)
     return items
 
 

@@ -20,6 +20,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from dupdetect import __version__
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.settings import FetchSettings
 
@@ -152,7 +153,7 @@ class FetchBudget:
     def spend(self, n: int) -> None:
         self.left -= n
         if self.left < 0:
-            raise FetchError("request_too_large", f"the images of this request add up to more than {self.max_bytes:,} bytes")
+            raise FetchError(Code.REQUEST_TOO_LARGE, f"the images of this request add up to more than {self.max_bytes:,} bytes")
 
 
 class Fetcher:
@@ -180,14 +181,14 @@ class Fetcher:
 
     def _check_url(self, url: URL) -> None:
         if url.scheme not in ("http", "https") or not url.host:
-            raise FetchError("invalid_url", f"only http and https URLs with a host can be fetched: {url}")
+            raise FetchError(Code.INVALID_URL, f"only http and https URLs with a host can be fetched: {url}")
         try:
             literal = ipaddress.ip_address(url.host.strip("[]"))
         except ValueError:
             return  # a name: the resolver checks its addresses
         rule = self.policy.refusal(literal)
         if rule is not None:
-            raise FetchError("url_not_allowed", f"{url.host} is a non-public address ({rule})")
+            raise FetchError(Code.URL_NOT_ALLOWED, f"{url.host} is a non-public address ({rule})")
 
     def budget(self, caller: str) -> FetchBudget:
         shared = self._callers.get(caller)
@@ -205,7 +206,7 @@ class Fetcher:
         try:
             url = URL(raw_url)
         except (ValueError, TypeError) as exc:
-            raise FetchError("invalid_url", f"not a URL: {raw_url!r}") from exc
+            raise FetchError(Code.INVALID_URL, f"not a URL: {raw_url!r}") from exc
         for _ in range(self.settings.fetch_max_redirects + 1):
             self._check_url(url)
             try:
@@ -215,20 +216,20 @@ class Fetcher:
                         url = url.join(URL(response.headers["Location"]))
                         continue
                     if response.status != 200:
-                        raise FetchError("fetch_failed", f"{url} answered HTTP {response.status}")
+                        raise FetchError(Code.FETCH_FAILED, f"{url} answered HTTP {response.status}")
                     return await self._read(url, response, budget)
             except FetchError:
                 raise
             except TimeoutError as exc:
-                raise FetchError("fetch_timeout", f"{url} did not answer in time") from exc
+                raise FetchError(Code.FETCH_TIMEOUT, f"{url} did not answer in time") from exc
             except ValueError as exc:  # e.g. a redirect to something that is not a URL
-                raise FetchError("fetch_failed", f"cannot follow {url}: {exc}") from exc
+                raise FetchError(Code.FETCH_FAILED, f"cannot follow {url}: {exc}") from exc
             except (aiohttp.ClientError, OSError) as exc:
                 blocked = _blocked_cause(exc)
                 if blocked is not None:
-                    raise FetchError("url_not_allowed", str(blocked)) from exc
-                raise FetchError("fetch_failed", f"cannot fetch {url}: {exc}") from exc
-        raise FetchError("too_many_redirects", f"more than {self.settings.fetch_max_redirects} redirects from {raw_url}")
+                    raise FetchError(Code.URL_NOT_ALLOWED, str(blocked)) from exc
+                raise FetchError(Code.FETCH_FAILED, f"cannot fetch {url}: {exc}") from exc
+        raise FetchError(Code.TOO_MANY_REDIRECTS, f"more than {self.settings.fetch_max_redirects} redirects from {raw_url}")
 
     def _check_peer(self, url: URL, response: aiohttp.ClientResponse) -> None:
         connection: Any = response.connection
@@ -237,15 +238,15 @@ class Fetcher:
             try:
                 self.policy.check(url.host or "", peer[0])
             except _BlockedAddress as exc:
-                raise FetchError("url_not_allowed", str(exc)) from exc
+                raise FetchError(Code.URL_NOT_ALLOWED, str(exc)) from exc
 
     async def _read(self, url: URL, response: aiohttp.ClientResponse, budget: FetchBudget) -> bytes:
         if response.content_length is not None and response.content_length > self.max_bytes:
-            raise FetchError("image_too_large", f"{url} is {response.content_length:,} bytes; the limit is {self.max_bytes:,}")
+            raise FetchError(Code.IMAGE_TOO_LARGE, f"{url} is {response.content_length:,} bytes; the limit is {self.max_bytes:,}")
         body = bytearray()
         async for chunk in response.content.iter_chunked(1 << 16):
             body += chunk
             budget.spend(len(chunk))
             if len(body) > self.max_bytes:
-                raise FetchError("image_too_large", f"{url} is larger than the {self.max_bytes:,}-byte limit")
+                raise FetchError(Code.IMAGE_TOO_LARGE, f"{url} is larger than the {self.max_bytes:,}-byte limit")
         return bytes(body)

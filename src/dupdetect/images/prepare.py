@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from dupdetect.embedding.decode import DecodeError
+from dupdetect.embedding.decode import DecodedImage, DecodeError
 from dupdetect.embedding.pipeline import EmbeddingPipeline
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.images.body import Item, ItemError
 from dupdetect.images.fetch import FetchBudget, Fetcher, FetchError
 from dupdetect.observability import ITEMS_REFUSED
-from dupdetect.store.base import Match, NewImage
+from dupdetect.store.base import ImageFacts, Match, NewImage
 
 
 @dataclass
@@ -36,6 +37,10 @@ class IngestResult:
         return sum(outcome.image_id is not None for outcome in self.outcomes)
 
 
+_DECODED = [name for name in ImageFacts.__struct_fields__ if name in DecodedImage.__dataclass_fields__ and name != "artefacts"]
+"""What decoding tells of an image, copied field by field into the record it is stored as."""
+
+
 class RefusedItem(msgspec.Struct, frozen=True):
     index: int
     error: ItemError
@@ -48,7 +53,7 @@ class NoValidImages(DupdetectError):
 
     def __init__(self, outcomes: list[Outcome]) -> None:
         refused = [RefusedItem(o.index, o.error) for o in outcomes if o.error is not None]
-        super().__init__("no_valid_images", "none of the images could be used", details=refused)
+        super().__init__(Code.NO_VALID_IMAGES, "none of the images could be used", details=refused)
         self.outcomes = outcomes
 
 
@@ -64,27 +69,16 @@ async def _prepare(
     except (FetchError, DecodeError) as exc:
         return ItemError(exc.code, exc.message)
     image = embedded.image
+    facts = {name: getattr(image, name) for name in _DECODED}
     return NewImage(
+        **facts,
         id=uuid.uuid4(),
         position=item.index,
         filename=item.filename,
         url=item.url,
-        byte_size=image.byte_size,
-        width=image.width,
-        height=image.height,
-        format=image.format,
-        sha256=image.sha256,
-        phash=image.phash,
         thumbnail=image.thumbnail,
         keypoints=image.keypoints,
         vector=embedded.vector,
-        taken_at=image.taken_at,
-        camera_make=image.camera_make,
-        camera_model=image.camera_model,
-        content_width=image.content_width,
-        content_height=image.content_height,
-        jpeg_quality=image.jpeg_quality,
-        detail_scale=image.detail_scale,
         artefacts=list(image.artefacts),
     )
 

@@ -16,15 +16,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dupdetect.error_codes import Code
 from dupdetect.errors import NotFound, OperatorError
-from dupdetect.folders.files import sha256_of
 from dupdetect.images import duplicates
 from dupdetect.images.body import Item
+from dupdetect.images.originals import original_bytes
 from dupdetect.images.prepare import IngestResult, NoValidImages, Outcome, prepare
 from dupdetect.images.reembed import ReembedReport, reembed
 from dupdetect.images.rules import Rules
 from dupdetect.observability import DUPLICATES_FOUND
-from dupdetect.review.service import ReviewService
 from dupdetect.settings import DuplicateSettings
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
@@ -32,7 +32,6 @@ from dupdetect.store.base import (
     Match,
     RequestInfo,
     RequestNotFound,
-    ReviewStore,
     StoredImage,
     VectorStore,
 )
@@ -40,13 +39,6 @@ from dupdetect.store.base import (
 if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
     from dupdetect.embedding.pipeline import EmbeddingPipeline
     from dupdetect.images.fetch import Fetcher
-
-
-def _original_bytes(root: Path, image: StoredImage) -> bytes | None:
-    path = (root / (image.filename or "")).resolve()
-    if not path.is_relative_to(root.resolve()) or not path.is_file() or sha256_of(path) != image.sha256:
-        return None
-    return path.read_bytes()
 
 
 class ImageService:
@@ -78,13 +70,6 @@ class ImageService:
     def rules(self, *, threshold: float | None = None, limit: int | None = None) -> Rules:
         """The configured rules, or a request's own similarity floor and number of results."""
         return Rules.from_settings(self.settings, near=threshold, top_k=limit)
-
-    def review(self) -> ReviewService:
-        """Groups, decisions and marks; only a store that keeps them (pgvector) has them, and only
-        then are the routes that call this registered."""
-        if not isinstance(self.store, ReviewStore):
-            raise TypeError(f"{type(self.store).__name__} keeps no pairs or decisions")
-        return ReviewService(self.store, descriptor=self.descriptor, rules=self.rules())
 
     # Adding and searching.
 
@@ -156,16 +141,6 @@ class ImageService:
             return await self.store.collections()
         return [DEFAULT_COLLECTION]
 
-    async def refresh_groups(self) -> int:
-        """Rebuild the stored groups of every collection whose pairs changed (the
-        ``duplicate_groups`` view reads them); how many were rebuilt."""
-        if not isinstance(self.store, ReviewStore):
-            return 0
-        stale = await self.store.stale_groups()
-        for collection in stale:
-            await self.scoped(collection).review().refresh_groups()
-        return len(stale)
-
     async def settle_pending(self, *, older_than_s: float, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Record the missing pairs of unsettled requests (after a crash or a bulk load):
         (requests settled, pairs recorded)."""
@@ -211,13 +186,13 @@ class ImageService:
     async def image(self, image_id: uuid.UUID) -> StoredImage:
         image = await self.store.get_image(image_id)
         if image is None:
-            raise NotFound("image", f"no image with id {image_id}")
+            raise NotFound(Code.IMAGE_NOT_FOUND, f"no image with id {image_id}")
         return image
 
     async def thumbnail(self, image_id: uuid.UUID) -> bytes:
         data = await self.store.thumbnail(image_id)
         if data is None:
-            raise NotFound("thumbnail", f"no thumbnail for image {image_id}")
+            raise NotFound(Code.THUMBNAIL_NOT_FOUND, f"no thumbnail for image {image_id}")
         return data
 
     async def original(self, image_id: uuid.UUID) -> tuple[bytes, str]:
@@ -226,10 +201,10 @@ class ImageService:
         image = await self.store.get_image(image_id)
         root = self.settings.originals_dir
         if image is None or root is None or image.filename is None:
-            raise NotFound("original", f"no original file is served for image {image_id} (DUPDETECT_ORIGINALS_DIR)")
-        data = await asyncio.to_thread(_original_bytes, root, image)
+            raise NotFound(Code.ORIGINAL_NOT_FOUND, f"no original file is served for image {image_id} (DUPDETECT_ORIGINALS_DIR)")
+        data = await asyncio.to_thread(original_bytes, root, image)
         if data is None:
-            raise NotFound("original", f"{image.filename} is not under DUPDETECT_ORIGINALS_DIR as it was stored")
+            raise NotFound(Code.ORIGINAL_NOT_FOUND, f"{image.filename} is not under DUPDETECT_ORIGINALS_DIR as it was stored")
         return data, image.format
 
     async def stored_names(self, hashes: list[str]) -> dict[str, set[str | None]]:
@@ -248,7 +223,7 @@ class ImageService:
 
 
 def _no_request(request_id: uuid.UUID) -> NotFound:
-    return NotFound("request", f"no request with id {request_id}")
+    return NotFound(Code.REQUEST_NOT_FOUND, f"no request with id {request_id}")
 
 
 BULK_INDEX_ROWS = 100_000

@@ -11,4 +11,4 @@ from dupdetect.review.service import ReviewService
 async def provide_review(images: NamedDependency[ImageService]) -> ReviewService:
     """Groups, decisions and marks of the caller's collection (the routes exist only for a store
     that keeps them)."""
-    return images.review()
+    return ReviewService.of(images)

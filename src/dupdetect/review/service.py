@@ -1,7 +1,7 @@
 """The review service: duplicate groups, people's "not a duplicate" decisions, keep/trash marks.
 
-Built by :meth:`dupdetect.images.service.ImageService.review` with its rules (undoing a decision
-searches again), over a store that keeps pairs and decisions.
+Built from an :class:`~dupdetect.images.service.ImageService` (:meth:`ReviewService.of`), with its
+rules (undoing a decision searches again), over a store that keeps pairs and decisions.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import uuid
 
 import msgspec
 
+from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError, NotFound
 from dupdetect.images.duplicates import undo_not_duplicate
 from dupdetect.images.rules import Rules
+from dupdetect.images.service import ImageService
 from dupdetect.review import grouping
 from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
 from dupdetect.store.base import DuplicateGroup, Mark, MarkedImage, PreviousMark, ReviewStore, StoredGroups
@@ -30,6 +32,14 @@ class ReviewService:
         self.store = store
         self.descriptor = descriptor
         self.rules = rules
+
+    @classmethod
+    def of(cls, images: ImageService) -> ReviewService:
+        """The review of ``images``' collection. Only a store that keeps pairs and decisions
+        (pgvector) has one, and only then are the routes that need it registered."""
+        if not isinstance(images.store, ReviewStore):
+            raise TypeError(f"{type(images.store).__name__} keeps no pairs or decisions")
+        return cls(images.store, descriptor=images.descriptor, rules=images.rules())
 
     async def refresh_groups(self) -> None:
         """Rebuild the stored groups if pairs or images changed since they were built."""
@@ -50,14 +60,14 @@ class ReviewService:
     async def not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> None:
         """A person says the two are different images: searches and groups leave the pair out."""
         if a == b:
-            raise DupdetectError("same_image", "an image is always a duplicate of itself")
+            raise DupdetectError(Code.SAME_IMAGE, "an image is always a duplicate of itself")
         if not await self.store.mark_not_duplicate(a, b):
-            raise NotFound("image", "one of the images does not exist")
+            raise NotFound(Code.IMAGE_NOT_FOUND, "one of the images does not exist")
 
     async def undo_not_duplicate(self, a: uuid.UUID, b: uuid.UUID) -> None:
         """Withdraw a decision; the pair is searched for again and recorded if it is one."""
         if not await undo_not_duplicate(self.store, a, b, model=self.descriptor, rules=self.rules):
-            raise NotFound("decision", f"no not-a-duplicate decision for {a} and {b}")
+            raise NotFound(Code.DECISION_NOT_FOUND, f"no not-a-duplicate decision for {a} and {b}")
 
     async def set_marks(self, image_ids: list[uuid.UUID], mark: Mark | None) -> int:
         """Mark images keep or trash (None clears); how many of them exist in this collection."""
@@ -77,3 +87,14 @@ class ReviewService:
     async def marks(self) -> list[MarkedImage]:
         """Every marked image, oldest mark first."""
         return await self.store.marked_images()
+
+
+async def refresh_stale_groups(images: ImageService) -> int:
+    """Rebuild the stored groups of every collection whose pairs changed (analysts read them in
+    the ``duplicate_groups`` view); how many were rebuilt."""
+    if not isinstance(images.store, ReviewStore):
+        return 0
+    stale = await images.store.stale_groups()
+    for collection in stale:
+        await ReviewService.of(images.scoped(collection)).refresh_groups()
+    return len(stale)

@@ -7,14 +7,18 @@ The service and the API import only this module; adapters (pgvector, …) implem
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 import numpy as np
 
 Kind = Literal["exact", "near_exact", "near"]
+T = TypeVar("T")
 
 
 class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,6 +192,41 @@ class OutcomeUnknown(RuntimeError):
         self.request_id = request_id
 
 
+class StoreUnavailable(RuntimeError):
+    """The store does not answer now (the database is down, frozen or restarting; Pinecone
+    answers 5xx or 429): the caller may retry after ``retry_after`` seconds. Adapters raise it
+    in place of their driver's errors (:func:`unavailable_on`), so the API answers 503
+    ``store_unavailable`` without knowing any driver."""
+
+    def __init__(self, reason: str, *, retry_after: int = 2) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def unavailable_on(*errors: type[BaseException]) -> Callable[[type[T]], type[T]]:
+    """A class decorator for an adapter: ``errors`` raised by any of its public coroutine
+    methods become :class:`StoreUnavailable`. What the adapter raises on purpose
+    (:class:`OutcomeUnknown`, :class:`ModelMismatch`…) passes as it is."""
+
+    def translate(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except errors as exc:
+                raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+        return call
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(member):
+                setattr(cls, name, translate(member))
+        return cls
+
+    return decorate
+
+
 class ModelMismatch(RuntimeError):
     """Stored vectors come from another descriptor; the message says what to do."""
 
@@ -195,7 +234,7 @@ class ModelMismatch(RuntimeError):
 @runtime_checkable  # Litestar checks what dependencies provide
 class VectorStore(Protocol):
     """A repository: it searches and writes. What counts as a duplicate is decided by
-    :mod:`dupdetect.images.duplicates`, the same for every store."""
+    :mod:`dupdetect.images.rules`, the same for every store."""
 
     name: str
     """What /ready reports: ``pgvector`` or ``pinecone``."""

@@ -18,6 +18,7 @@ import asyncpg
 import numpy as np
 from pgvector import HalfVector
 
+from dupdetect.database import CONNECTION_LOST
 from dupdetect.embedding.perceptual import BAND_MASK, BANDS, band_shift
 from dupdetect.store.base import (
     DEFAULT_COLLECTION,
@@ -25,6 +26,7 @@ from dupdetect.store.base import (
     CandidateSearch,
     DuplicateGroup,
     GroupMember,
+    ImageFacts,
     Mark,
     MarkedImage,
     Match,
@@ -38,21 +40,12 @@ from dupdetect.store.base import (
     RequestNotFound,
     StoredGroups,
     StoredImage,
+    unavailable_on,
 )
 
 MAINTENANCE_TIMEOUT_S = 86_400.0
 """Statements that may rightly take long (an index build, a collection's groups) are not held to
 DUPDETECT_QUERY_TIMEOUT."""
-
-CONNECTION_LOST: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,  # the connection broke mid-statement
-    asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
-    # asyncpg's own state errors, raised when the pool resets a connection that died mid-query
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,  # refused, reset, socket gone
-)
-"""The database is away: a 503 for the caller, never a 500."""
 
 SUPPORTED_DIMS = (512, 1280, 2048)
 """One partial HNSW index per size (migration 0001; tests/test_schema.py checks both against
@@ -62,11 +55,12 @@ HNSW_OPTIONS = "m = 16, ef_construction = 64"
 "Performance and scale"): at 100k rows ef_construction 32 ingests 15 % faster but its graph
 misses 0.5 % of near-copies at ef_search 100, where 64 finds them all."""
 
-_IMAGE_COLUMNS = (
-    "i.id, i.request_id, i.position, i.filename, i.url, i.byte_size, i.width, i.height,"
-    " i.format, i.sha256, i.phash, i.model, i.created_at, i.taken_at, i.camera_make, i.camera_model,"
-    " i.content_width, i.content_height, i.jpeg_quality, i.detail_scale, i.artefacts"
-)
+_FACTS = ImageFacts.__struct_fields__
+"""The image record, defined once (:class:`ImageFacts`): every column list below is made from it;
+a new field needs only its migration."""
+_IMAGE_COLUMNS = ", ".join(f"i.{name}" for name in StoredImage.__struct_fields__)
+_COPIED = [name for name in _FACTS if name not in ("id", "position", "filename", "url")]
+"""What a stored copy of a file takes from the stored image with its bytes."""
 
 
 def _image(row: asyncpg.Record) -> StoredImage:
@@ -152,23 +146,18 @@ _SETTLE = Statement("""
 """)
 
 
-_ADD_COPIES = Statement("""
+_ADD_COPIES = Statement(f"""
     WITH source AS (
-        SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id, s.byte_size, s.width,
-               s.height, s.format, s.sha256, s.phash, s.thumbnail, s.model, s.embedding, s.collection,
-               s.taken_at, s.camera_make, s.camera_model, s.content_width, s.content_height, s.jpeg_quality,
-               s.detail_scale, s.artefacts
+        SELECT gen_random_uuid() AS new_id, c.position, c.filename, s.id,
+               {", ".join(f"s.{name}" for name in _COPIED)}, s.thumbnail, s.model, s.embedding, s.collection
         FROM unnest(:positions::int[], :filenames::text[], :sha256s::text[]) AS c(position, filename, sha256)
         CROSS JOIN LATERAL (
             SELECT * FROM images i WHERE i.sha256 = c.sha256 AND i.collection = :collection LIMIT 1
         ) s
     ), added AS (
-        INSERT INTO images (id, request_id, position, filename, byte_size, width, height, format, sha256,
-                            phash, thumbnail, model, embedding, collection, taken_at, camera_make,
-                            camera_model, content_width, content_height, jpeg_quality, detail_scale, artefacts)
-        SELECT new_id, :request_id, position, filename, byte_size, width, height, format, sha256, phash,
-               thumbnail, model, embedding, collection, taken_at, camera_make, camera_model, content_width,
-               content_height, jpeg_quality, detail_scale, artefacts
+        INSERT INTO images (id, request_id, position, filename, {", ".join(_COPIED)}, thumbnail, model, embedding,
+                            collection)
+        SELECT new_id, :request_id, position, filename, {", ".join(_COPIED)}, thumbnail, model, embedding, collection
         FROM source
     )
     INSERT INTO image_keypoints (image_id, keypoints)
@@ -197,6 +186,7 @@ async def _still_stored(conn: asyncpg.Connection, pairs: list[Pair], new: set[uu
     return [pair for pair in pairs if pair.image_id in alive and pair.duplicate_id in alive]
 
 
+@unavailable_on(*CONNECTION_LOST)
 class PgVectorStore:
     name = "pgvector"
 
@@ -541,57 +531,9 @@ class PgVectorStore:
             )
             await conn.copy_records_to_table(
                 "images",
-                columns=[
-                    "id",
-                    "request_id",
-                    "position",
-                    "filename",
-                    "url",
-                    "byte_size",
-                    "width",
-                    "height",
-                    "format",
-                    "sha256",
-                    "phash",
-                    "thumbnail",
-                    "model",
-                    "embedding",
-                    "collection",
-                    "taken_at",
-                    "camera_make",
-                    "camera_model",
-                    "content_width",
-                    "content_height",
-                    "jpeg_quality",
-                    "detail_scale",
-                    "artefacts",
-                ],
+                columns=[*_FACTS, "request_id", "model", "collection", "thumbnail", "embedding"],
                 records=[
-                    (
-                        img.id,
-                        request_id,
-                        img.position,
-                        img.filename,
-                        img.url,
-                        img.byte_size,
-                        img.width,
-                        img.height,
-                        img.format,
-                        img.sha256,
-                        img.phash,
-                        img.thumbnail,
-                        model,
-                        img.vector,
-                        self.collection,
-                        img.taken_at,
-                        img.camera_make,
-                        img.camera_model,
-                        img.content_width,
-                        img.content_height,
-                        img.jpeg_quality,
-                        img.detail_scale,
-                        img.artefacts,
-                    )
+                    (*(getattr(img, name) for name in _FACTS), request_id, model, self.collection, img.thumbnail, img.vector)
                     for img in images
                 ],
             )

@@ -29,8 +29,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+import msgspec
 import numpy as np
 from pinecone import AsyncIndex, AsyncPinecone, ServerlessSpec
+from pinecone.exceptions import RateLimitException, ServiceException
 
 from dupdetect.embedding.perceptual import bands
 from dupdetect.settings import StoreSettings
@@ -38,6 +41,7 @@ from dupdetect.store.base import (
     DEFAULT_COLLECTION,
     Candidate,
     CandidateSearch,
+    ImageFacts,
     ModelMismatch,
     NewImage,
     Pair,
@@ -45,6 +49,7 @@ from dupdetect.store.base import (
     RequestInfo,
     RequestNotFound,
     StoredImage,
+    unavailable_on,
 )
 
 log = logging.getLogger(__name__)
@@ -66,61 +71,33 @@ def _band_terms(phash: int) -> list[str]:
 
 
 def _metadata(image: NewImage, request: RequestInfo, model: str, created_at: datetime) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "image_id": str(image.id),
-        "request_id": str(request.id),
-        "position": image.position,
-        "filename": image.filename,
-        "url": image.url,
-        "byte_size": image.byte_size,
-        "width": image.width,
-        "height": image.height,
-        "format": image.format,
-        "sha256": image.sha256,
+    """The image record (:class:`ImageFacts`, every field) and its request, in the types Pinecone
+    keeps: strings, numbers, lists of strings, and no nulls."""
+    fields: dict[str, Any] = {name: getattr(image, name) for name in ImageFacts.__struct_fields__}
+    fields |= {
+        "image_id": fields.pop("id"),
+        "request_id": request.id,
         # 64-bit integers do not survive Pinecone's float numbers
         "phash": None if image.phash is None else str(image.phash),
         "phash_bands": None if image.phash is None else _band_terms(image.phash),
-        "model": model,
-        "created_at": created_at.isoformat(),
-        "taken_at": image.taken_at.isoformat() if image.taken_at else None,
-        "camera_make": image.camera_make,
-        "camera_model": image.camera_model,
-        "content_width": image.content_width,
-        "content_height": image.content_height,
-        "jpeg_quality": image.jpeg_quality,
-        "detail_scale": image.detail_scale,
         "artefacts": image.artefacts or None,
-        "request_created_at": request.created_at.isoformat(),
+        "model": model,
+        "created_at": created_at,
+        "request_created_at": request.created_at,
         "submitted": request.submitted,
         "added": request.added,
     }
-    return {key: value for key, value in fields.items() if value is not None}
+    return {key: _plain(value) for key, value in fields.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(value, uuid.UUID) else value
 
 
 def _image(meta: dict[str, Any]) -> StoredImage:
-    return StoredImage(
-        id=uuid.UUID(meta["image_id"]),
-        request_id=uuid.UUID(meta["request_id"]),
-        position=int(meta["position"]),
-        filename=meta.get("filename"),
-        url=meta.get("url"),
-        byte_size=int(meta["byte_size"]),
-        width=int(meta["width"]),
-        height=int(meta["height"]),
-        format=meta["format"],
-        sha256=meta["sha256"],
-        phash=int(meta["phash"]) if "phash" in meta else None,
-        model=meta["model"],
-        created_at=datetime.fromisoformat(meta["created_at"]),
-        taken_at=datetime.fromisoformat(meta["taken_at"]) if "taken_at" in meta else None,
-        camera_make=meta.get("camera_make"),
-        camera_model=meta.get("camera_model"),
-        content_width=int(meta["content_width"]) if "content_width" in meta else None,
-        content_height=int(meta["content_height"]) if "content_height" in meta else None,
-        jpeg_quality=int(meta["jpeg_quality"]) if "jpeg_quality" in meta else None,
-        detail_scale=float(meta["detail_scale"]) if "detail_scale" in meta else None,
-        artefacts=list(meta.get("artefacts", [])),
-    )
+    """What :func:`_metadata` wrote, read back (numbers come back as floats, the hash as a string)."""
+    fields = {name: meta[name] for name in StoredImage.__struct_fields__ if name in meta}
+    return msgspec.convert({**fields, "id": meta["image_id"]}, StoredImage, strict=False)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
@@ -128,6 +105,11 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
+UNAVAILABLE: tuple[type[BaseException], ...] = (ServiceException, RateLimitException, aiohttp.ClientError, OSError)
+"""Pinecone answering 5xx or 429, or not reachable: a 503 with Retry-After for the caller."""
+
+
+@unavailable_on(*UNAVAILABLE)
 class PineconeStore:
     name = "pinecone"
 
@@ -201,12 +183,13 @@ class PineconeStore:
             )
 
     async def _candidates(self, query: Query, *, model: str, k: int) -> list[Candidate]:
+        same = {"model": {"$eq": model}}  # vectors of another descriptor are never compared, as in pgvector
         lookups = [
-            self._query(query.vector, k, {"sha256": {"$eq": query.sha256}}),
-            self._query(query.vector, k, {"model": {"$eq": model}}),
+            self._query(query.vector, k, {"sha256": {"$eq": query.sha256}, **same}),
+            self._query(query.vector, k, same),
         ]
         if query.phash is not None:
-            lookups.append(self._query(query.vector, k, {"phash_bands": {"$in": _band_terms(query.phash)}}))
+            lookups.append(self._query(query.vector, k, {"phash_bands": {"$in": _band_terms(query.phash)}, **same}))
         found = await asyncio.gather(*lookups)
         return [Candidate(image=image, similarity=score) for hits in found for image, score in hits]
 
