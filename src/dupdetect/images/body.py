@@ -128,18 +128,18 @@ def _decode_base64(entry: ImageEntry, index: int, limits: LimitSettings) -> Item
     if text.startswith("data:"):
         header, sep, text = text.partition(",")
         if not sep or not header.endswith(";base64"):
-            return Item(index, entry.filename, error=ItemError("invalid_base64", "a data: URL must be ';base64,' encoded"))
+            return Item(index, entry.filename, error=ItemError(Code.INVALID_BASE64, "a data: URL must be ';base64,' encoded"))
     if len(text) // 4 * 3 > limits.max_image_bytes + 2:
         return Item(index, entry.filename, error=_too_large(limits))
     # As `base64` writes it (wrapped at 76 columns) and the URL-safe alphabet, padded or not.
     compact = "".join(text.split()).translate(_URL_SAFE)
     compact += "=" * (-len(compact) % 4)
     if not compact.isascii():
-        return Item(index, entry.filename, error=ItemError("invalid_base64", "the base64 data contains non-ASCII characters"))
+        return Item(index, entry.filename, error=ItemError(Code.INVALID_BASE64, "the base64 data contains non-ASCII characters"))
     try:
         data = binascii.a2b_base64(compact, strict_mode=True)
     except binascii.Error as exc:
-        return Item(index, entry.filename, error=ItemError("invalid_base64", f"the base64 data is malformed: {exc}"))
+        return Item(index, entry.filename, error=ItemError(Code.INVALID_BASE64, f"the base64 data is malformed: {exc}"))
     if len(data) > limits.max_image_bytes:
         return Item(index, entry.filename, error=_too_large(limits))
     return Item(index, entry.filename, data=data)

@@ -95,9 +95,11 @@ def _plain(value: Any) -> Any:
 
 
 def _image(meta: dict[str, Any]) -> StoredImage:
-    """What :func:`_metadata` wrote, read back (numbers come back as floats, the hash as a string)."""
-    fields = {name: meta[name] for name in StoredImage.__struct_fields__ if name in meta}
-    return msgspec.convert({**fields, "id": meta["image_id"]}, StoredImage, strict=False)
+    """What :func:`_metadata` wrote, read back (numbers come back as floats, the hash as a string,
+    and what was null not at all)."""
+    fields = {name: meta.get(name) for name in StoredImage.__struct_fields__}
+    fields |= {"id": meta["image_id"], "artefacts": meta.get("artefacts", [])}
+    return msgspec.convert(fields, StoredImage, strict=False)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
