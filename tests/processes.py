@@ -1,7 +1,11 @@
-"""`dupdetect` as operators run it: real processes on real ports."""
+"""`dupdetect` as operators run it: real processes on real ports, or its command line in this
+process where a process of its own would only add the interpreter's and torch's start."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import socket
 import subprocess
@@ -43,3 +47,29 @@ def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 90) -> N
         except OSError:
             assert time.monotonic() < deadline, f"not ready within {timeout:.0f} s"
             time.sleep(0.1)
+
+
+def run_cli(argv: list[str], **env: str) -> tuple[int, str]:
+    """``dupdetect ARGV`` in this process, with only ``env``'s DUPDETECT_* settings: its exit
+    code and everything it printed (stdout and stderr together). Blocking: call it in a thread.
+    The environment and logging are put back afterwards."""
+    from dupdetect.cli import main
+
+    saved_env, root = dict(os.environ), logging.getLogger()
+    saved_logging = (root.handlers[:], root.level)
+    out = io.StringIO()
+    try:
+        for name in [name for name in os.environ if name.startswith("DUPDETECT_")]:
+            del os.environ[name]
+        os.environ.update({"DUPDETECT_MODEL": "efficientnet_lite0", **env})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's own errors and --help
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+    return code, out.getvalue()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -15,9 +13,9 @@ import asyncpg
 import pytest
 
 from tests.photos import edited_copy, encode, jpeg, photo, truncated_jpeg
-from tests.processes import DUPDETECT, cli_env
+from tests.processes import DUPDETECT, cli_env, run_cli
 
-pytestmark = pytest.mark.slow  # real processes (`-m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow  # whole folder commands, some in processes of their own (`-m "not slow"` leaves them out)
 
 
 @pytest.fixture
@@ -32,19 +30,9 @@ def folder(tmp_path: Path) -> Path:
 
 
 async def dupdetect(*args: str, data_dir: Path) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPDETECT_")}
-    env.update(DUPDETECT_MODEL="efficientnet_lite0", DUPDETECT_DATA_DIR=str(data_dir))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dupdetect.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
-    return proc.returncode or 0, out.decode()
+    """The command line as a user runs it (exit code and output), in this process: the same
+    ``main``, without an interpreter and torch to start for each of these tests."""
+    return await asyncio.to_thread(run_cli, list(args), DUPDETECT_DATA_DIR=str(data_dir))
 
 
 async def test_scan_writes_an_offline_report_of_groups(folder: Path, tmp_path: Path) -> None:

@@ -300,7 +300,6 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     from dupdetect.folders.ingest import IngestReport, ingest_folder_locally
     from dupdetect.folders.scan import move_aside, removable, report_html, scan_groups, scan_json, trash_list
     from dupdetect.review.keeper import KeeperPolicy
-    from dupdetect.runtime import running
 
     for output in (args.report, args.json, args.trash_list):
         if output is not None and not output.resolve().parent.is_dir():
@@ -313,6 +312,8 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     report = IngestReport()
 
     async def run(data_dir: Path) -> int:
+        from dupdetect.runtime import running  # torch: only once the folder and outputs are known to be fine
+
         # A throw-away embedded database: scanning a folder never touches the service's data.
         scratch = msgspec.structs.replace(
             settings,

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from dupdetect.embedding.decode import DecodedImage, DecodeError
-from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.error_codes import Code
 from dupdetect.errors import DupdetectError
 from dupdetect.images.body import Item, ItemError
 from dupdetect.images.fetch import FetchBudget, Fetcher, FetchError
 from dupdetect.observability import ITEMS_REFUSED
 from dupdetect.store.base import ImageFacts, Match, NewImage
+
+if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
+    from dupdetect.embedding.pipeline import EmbeddingPipeline
 
 
 @dataclass

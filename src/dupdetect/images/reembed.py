@@ -12,15 +12,18 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from dupdetect.embedding.decode import DecodeError
-from dupdetect.embedding.pipeline import EmbeddingPipeline
 from dupdetect.images.duplicates import search_again
 from dupdetect.images.fetch import Fetcher, FetchError
 from dupdetect.images.rules import Rules
 from dupdetect.store.base import BulkStore, StoredImage
+
+if TYPE_CHECKING:  # the pipeline loads torch; its type is all this module needs
+    from dupdetect.embedding.pipeline import EmbeddingPipeline
 
 log = logging.getLogger(__name__)
 
