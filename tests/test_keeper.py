@@ -10,6 +10,7 @@ import msgspec
 from PIL import Image
 
 from bench.derived import DERIVED, original
+from dupdetect.embedding.quality import UPSCALED_FROM
 from dupdetect.settings import Settings
 from tests.conftest import serving
 from tests.http import upload
@@ -57,7 +58,7 @@ async def test_the_original_is_kept_over_bigger_and_edited_copies(base_url: str,
         assert words in reason, (words, reason)
     # What each copy holds is in the answer: the upscale's picture is no bigger than the original's.
     upscale = next(i for i in group["images"] if i["filename"] == "upscale-2x.png")
-    assert "upscaled" in upscale["artefacts"] and upscale["detail_scale"] >= 1.75
+    assert "upscaled" in upscale["artefacts"] and upscale["detail_scale"] >= UPSCALED_FROM
 
 
 async def test_a_policy_picks_the_keeper_and_membership_stays(base_url: str, http: aiohttp.ClientSession) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
+
 from dupdetect.review import grouping
 from dupdetect.review.keeper import KeeperPolicy, rank, reason
 from dupdetect.store.base import Kind, Pair, StoredImage
@@ -163,3 +165,40 @@ def test_every_image_is_in_one_group_unless_it_holds_two_pictures() -> None:
     pairs = [pair(c, ORIGINAL) for c in copies[:6]] + [pair(copies[n], copies[n - 6]) for n in range(6, 12)]
     found = grouping.groups([ORIGINAL, *copies], pairs)
     assert len(found) == 1 and len(found[0].members) == 13
+
+
+def read(copy: StoredImage, detail: float) -> StoredImage:
+    """``copy`` with a detail reading (pixels per pixel of detail) below the ``upscaled`` verdict."""
+    return msgspec.structs.replace(copy, detail_scale=detail)
+
+
+def test_an_enlargement_without_a_block_grid_loses_to_the_copy_it_was_made_from() -> None:
+    original = read(ORIGINAL, 0.9)
+    enlarged = read(image("upscale.jpg", 2400, 1500, quality=95, byte_size=900_000, camera=False), 1.35)
+    assert rank([enlarged, original])[0] is original
+    plain = read(image("original.png", fmt="PNG", camera=False), 0.9)  # neither has camera metadata
+    assert rank([enlarged, plain])[0] is plain
+    assert reason([enlarged, plain]).endswith("the others: enlarged from a smaller copy (1)")
+    # The same larger copy reading as sharp as the smaller one holds more: it is not an enlargement.
+    sharper = read(image("bigger.jpg", 2400, 1500, quality=95, byte_size=900_000, camera=False), 0.95)
+    assert rank([sharper, original])[0] is sharper
+
+
+def test_a_camera_original_is_never_taken_for_an_enlargement_of_its_copies() -> None:
+    soft = read(ORIGINAL, 1.6)
+    downscaled = read(image("small.jpg", 1120, 700, quality=80, byte_size=200_000, camera=False), 1.0)
+    blocky = read(image("quality-60.jpg", quality=60), 0.73)  # heavy compression reads sharp
+    assert rank([downscaled, blocky, soft])[0] is soft
+    stripped = read(image("stripped.jpg", camera=False), 1.0)
+    with_exif = read(image("small-exif.jpg", 1000, 625, quality=90, byte_size=200_000), 0.9)
+    assert rank([with_exif, stripped])[0] is stripped  # a smaller copy does not win by its metadata
+
+
+def test_enlargements_are_told_among_copies_of_one_picture_not_through_a_collage() -> None:
+    photo = read(image("coffee.jpg", 600, 400, camera=False), 1.2)
+    collage = read(image("collage.jpg", 601, 200, quality=90, camera=False), 0.8)  # its half is the photo, smaller
+    [group] = grouping.groups([photo, collage], [pair(collage, photo, "near")])
+    assert group.keep.id == photo.id  # the photo reads as an enlargement of the collage, which it is not
+    enlarged = read(image("coffee-big.jpg", 900, 600, quality=95, camera=False), 1.8)
+    [group] = grouping.groups([photo, enlarged], [pair(enlarged, photo, "near_exact")])
+    assert group.keep.id == photo.id and "enlarged from a smaller copy" in group.reason

@@ -10,6 +10,7 @@ from PIL import Image
 
 from bench.derived import DERIVED, original, strip_exif
 from dupdetect.embedding.decode import DecodedImage, decode
+from dupdetect.embedding.quality import UPSCALED_FROM
 from tests.photos import large_photo, photo
 
 
@@ -30,7 +31,7 @@ def copy(kind: str, raw: bytes) -> DecodedImage:
 def test_a_camera_file_reads_as_the_original(camera_file: bytes) -> None:
     found = measure(camera_file)
     assert found.artefacts == () and found.jpeg_quality == 92 and found.camera_make == "NIKON CORPORATION"
-    assert (found.content_width, found.content_height) == (512, 512) and found.detail_scale < 1.75
+    assert (found.content_width, found.content_height) == (512, 512) and found.detail_scale < UPSCALED_FROM
 
 
 def test_an_enlarged_camera_file_is_seen_as_one() -> None:

@@ -66,7 +66,8 @@ class DecodedImage:
     content_height: int = 0
     """The picture, in the original's pixels: padding trimmed, a rotation's filled corners left out."""
     detail_scale: float = 1.0
-    """How many times the picture was enlarged, where that shows clearly (:func:`dupdetect.embedding.quality.upscale`); else 1."""
+    """Pixels per pixel of real detail (:func:`dupdetect.embedding.quality.upscale`): about 1 at a
+    photo's own size."""
     jpeg_quality: int | None = None
     artefacts: tuple[quality.Artefact, ...] = ()
     """Marks of editing (:mod:`dupdetect.embedding.quality`): the keeper rule prefers copies without."""
@@ -294,7 +295,8 @@ def decode(
     resized = content.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     grey = content.convert("L")  # once, for the hash and the keypoints
     scale = width / rgb.width  # the draft's reduction, if any
-    held = quality.assess(kind, rgb, content, grey=grey if stored_grey is None else stored_grey)
+    from_camera = bool(camera.get("camera_make") or camera.get("camera_model"))
+    held = quality.assess(kind, rgb, content, grey=grey if stored_grey is None else stored_grey, from_camera=from_camera)
     return DecodedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),

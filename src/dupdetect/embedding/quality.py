@@ -39,9 +39,10 @@ alone at the last. On 49 photos these periods reach at most 76/181 and 11/340; t
 enlargements pass 36 of 49 times."""
 FLAT_BELOW = 2.0
 """Grey levels of spread under which a window is flat (sky, wall) and says nothing of scale."""
-UPSCALED_FROM = 1.75
-"""A :func:`detail_scale` from which a copy is called ``upscaled`` (photos at their own size
-stay below it, 2× upscales are above; the keeper rule uses the number, not the word)."""
+UPSCALED_FROM = 1.85
+"""A :func:`detail_scale` from which a copy is called ``upscaled`` on its own: photos at their own
+size stay below it (one soft one of bench/keeper.py's 24 reads 1.77), 2× upscales are above.
+Below it the reading still counts between copies of one picture (:mod:`dupdetect.review.keeper`)."""
 DECODED_JPEG_ABOVE = 1.14
 """Blockiness (see :func:`blockiness`) over which a lossless file carries JPEG's 8×8 grid: PNG
 re-saves of JPEGs measure 1.15–2.6 (quality 91 and below), pictures never saved as JPEG 0.99–1.13."""
@@ -236,17 +237,19 @@ def resized_jpeg(grey: np.ndarray) -> float | None:
     return None
 
 
-def upscale(grey: np.ndarray) -> float:
-    """How many times a copy was enlarged, where that shows clearly: a JPEG's block grid grown
-    with it (:func:`resized_jpeg`), else a detail scale of :data:`UPSCALED_FROM` or more (no
-    photo at its own size reads so high); 1 otherwise. A weaker reading is left out: between
-    copies of one picture it varies by a fifth with their encoding alone, and would decide
-    between them."""
+def upscale(grey: np.ndarray, *, from_camera: bool = False) -> tuple[float, bool]:
+    """Pixels per pixel of real detail, and whether the copy was clearly enlarged: a JPEG's block
+    grid grown with it (:func:`resized_jpeg`, then its factor), or a :func:`detail_scale` of
+    :data:`UPSCALED_FROM` or more (no photo at its own size reads so high). A weaker reading is
+    no verdict on one image (between copies of one picture it varies by a fifth with their
+    encoding alone), but it is kept: a copy larger than another that reads as many times higher
+    was enlarged from it. A file ``from_camera`` (its EXIF names one) is not called upscaled on
+    its reading alone: a soft or digitally zoomed photo reads high and is still the original."""
     grown = resized_jpeg(grey)
     if grown is not None and grown > 1.1:
-        return round(grown, 2)
+        return round(grown, 2), True
     scale = detail_scale(grey)
-    return scale if scale >= UPSCALED_FROM else 1.0
+    return scale, scale >= UPSCALED_FROM and not from_camera
 
 
 BLOCKINESS_SIDE = 1024
@@ -294,18 +297,18 @@ class Assessment(msgspec.Struct, frozen=True):
     """The picture, in the pixels of the image assessed: padding trimmed, a rotation's filled
     corners left out."""
     upscale: float
-    """:func:`upscale`: the picture holds the detail of its size divided by this."""
+    """:func:`upscale`'s reading: pixels per pixel of real detail (about 1 at a photo's own size)."""
     artefacts: list[Artefact]
 
 
-def assess(kind: str, canvas: Image.Image, content: Image.Image, *, grey: Image.Image) -> Assessment:
+def assess(kind: str, canvas: Image.Image, content: Image.Image, *, grey: Image.Image, from_camera: bool = False) -> Assessment:
     """The marks of editing on this image and the size of what it holds. ``canvas``: the decoded
     RGB image; ``content``: the picture inside its padding; ``grey``: its grey pixels at their
     stored size (for a reduced JPEG decode, where an upscale cannot be seen, decoded again)."""
     found: list[Artefact] = []
     width, height = float(content.width), float(content.height)
-    scale = upscale(np.asarray(grey))
-    if scale > 1:
+    scale, enlarged = upscale(np.asarray(grey), from_camera=from_camera)
+    if enlarged:
         found.append("upscaled")
     if content.width * content.height < 0.95 * canvas.width * canvas.height:
         found.append("padded")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
+from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, enlarged_sources, rank, reason
 from dupdetect.store.base import DuplicateGroup, GroupMember, Kind, Pair, StoredImage
 
 MAX_NEAR_LINKS = 1
@@ -50,9 +50,21 @@ def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperP
     of each group (and so picks its keeper); membership depends on the pairs alone."""
     known = {image.id for image in images}
     links = _links(p for p in pairs if p.image_id in known and p.duplicate_id in known)
-    ranked = rank([image for image in images if image.id in links])
+    linked = [image for image in images if image.id in links]
+    by_id = {image.id: image for image in linked}
+    # An enlargement is told from its source among its copies of the same picture (exact and
+    # near-exact pairs), not among crops and collages (near), nor across the whole collection.
+    sources = {
+        image.id: source
+        for image in linked
+        if (
+            source := enlarged_sources([image, *(by_id[o] for o, link in links[image.id].items() if link.kind != "near")]).get(
+                image.id
+            )
+        )
+    }
+    ranked = rank(linked, sources=sources)
     position = {image.id: n for n, image in enumerate(ranked)}
-    by_id = {image.id: image for image in ranked}
     leader: dict[uuid.UUID, uuid.UUID] = {}
     near_links: dict[uuid.UUID, int] = {}
     joined: dict[uuid.UUID, Link] = {}
@@ -78,10 +90,13 @@ def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperP
             link_of = {i: None if i == head else links[i][head] for i in ids}
         else:
             link_of = {i: joined.get(i) for i in ids}
-        ordered = rank([by_id[i] for i in ids], policy)
+        inside = {i: sources[i] for i in ids if i in sources and sources[i].id in link_of}
+        ordered = rank([by_id[i] for i in ids], policy, sources=inside)
         found.append(
             DuplicateGroup(
-                id=head, members=[_member(image, link_of[image.id]) for image in ordered], reason=reason(ordered, policy)
+                id=head,
+                members=[_member(image, link_of[image.id]) for image in ordered],
+                reason=reason(ordered, policy, sources=inside),
             )
         )
     found.sort(key=lambda g: (-len(g.members), position[g.id]))

@@ -16,15 +16,17 @@ from dupdetect.images.duplicates import undo_not_duplicate
 from dupdetect.images.rules import Rules
 from dupdetect.images.service import ImageService
 from dupdetect.review import grouping
-from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, rank, reason
+from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, enlarged_sources, rank, reason
 from dupdetect.store.base import DuplicateGroup, Mark, MarkedImage, PreviousMark, ReviewStore, StoredGroups
 
 
 def _kept(group: DuplicateGroup, policy: KeeperPolicy) -> DuplicateGroup:
     """The group's members in ``policy``'s order, its keeper first, and why."""
     by_id = {m.image.id: m for m in group.members}
-    ordered = rank([m.image for m in group.members], policy)
-    return DuplicateGroup(id=group.id, members=[by_id[i.id] for i in ordered], reason=reason(ordered, policy))
+    # Enlargements are told apart among copies of the same picture, not crops and collages.
+    sources = enlarged_sources([m.image for m in group.members if m.joined_as != "near"])
+    ordered = rank([m.image for m in group.members], policy, sources=sources)
+    return DuplicateGroup(id=group.id, members=[by_id[i.id] for i in ordered], reason=reason(ordered, policy, sources=sources))
 
 
 class ReviewService:

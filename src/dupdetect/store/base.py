@@ -48,8 +48,11 @@ class ImageFacts(msgspec.Struct, frozen=True, kw_only=True):
     jpeg_quality: int | None = None
     """Estimated from the quantisation tables (JPEG only)."""
     detail_scale: float | None = None
-    """How many times the picture was enlarged, where that shows clearly (2 for a 2× upscale);
-    else 1. Its picture holds the detail of ``content_width``×``content_height`` divided by it."""
+    """Pixels per pixel of real detail, as read: about 1 for a photo at its own size (0.75–1.65),
+    about 2 for a 2× upscale. With ``upscaled`` among the artefacts the picture holds the detail of
+    ``content_width``×``content_height`` divided by it; below that, it tells copies of one
+    picture apart (one larger than another that reads as many times higher was enlarged from
+    it). 1 for images stored before it was read this way."""
     artefacts: list[str] = msgspec.field(default_factory=list)
     """Marks of editing: ``upscaled``, ``padded``, ``filled_corners`` (a rotation's filled canvas),
     ``decoded_jpeg`` (a lossless file holding a JPEG's pixels)."""
