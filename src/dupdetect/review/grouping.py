@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, enlarged_sources, rank, reason
+from dupdetect.review.keeper import DEFAULT_POLICY, KeeperPolicy, enlarged_from, rank, reason
 from dupdetect.store.base import DuplicateGroup, GroupMember, Kind, Pair, StoredImage
 
 MAX_NEAR_LINKS = 1
@@ -57,11 +57,7 @@ def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperP
     sources = {
         image.id: source
         for image in linked
-        if (
-            source := enlarged_sources([image, *(by_id[o] for o, link in links[image.id].items() if link.kind != "near")]).get(
-                image.id
-            )
-        )
+        if (source := enlarged_from(image, [by_id[o] for o, link in links[image.id].items() if link.kind != "near"]))
     }
     ranked = rank(linked, sources=sources)
     position = {image.id: n for n, image in enumerate(ranked)}

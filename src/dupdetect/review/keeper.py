@@ -75,26 +75,30 @@ def _reading(image: StoredImage) -> float:
     return image.detail_scale or 1.0
 
 
+def _sources(image: StoredImage, copies: Sequence[StoredImage]) -> np.ndarray:
+    """Which of ``copies`` ``image`` reads as an enlargement of (a mask). A file with camera
+    metadata is never one: cameras do not enlarge, and heavy JPEG compression reads sharper than
+    it is, so a camera original can read as an enlargement of its own smaller, blockier copies."""
+    if has_camera(image) or not copies:
+        return np.zeros(len(copies), dtype=bool)
+    area = np.array([picture_area(copy) for copy in copies])
+    reading = np.array([_reading(copy) for copy in copies])
+    factor = np.sqrt(picture_area(image) / area)
+    mask: np.ndarray = (factor >= ENLARGED_FROM) & (_reading(image) / reading >= ENLARGED_READS * factor)
+    return mask
+
+
+def enlarged_from(image: StoredImage, copies: Sequence[StoredImage]) -> StoredImage | None:
+    """The largest of ``copies`` (of the same picture) that ``image`` reads as an enlargement of:
+    an upscale that shows no block grid and reads below
+    :data:`dupdetect.embedding.quality.UPSCALED_FROM` is still told apart from its source."""
+    found = [copy for copy, source in zip(copies, _sources(image, copies), strict=True) if source]
+    return max(found, key=picture_area, default=None)
+
+
 def enlarged_sources(images: Sequence[StoredImage]) -> dict[uuid.UUID, StoredImage]:
-    """For each copy that reads as an enlargement of a smaller copy among ``images``, the largest
-    such copy: an upscale that shows no block grid and reads below
-    :data:`dupdetect.embedding.quality.UPSCALED_FROM` is still told apart from its source. A file
-    with camera metadata is never one: cameras do not enlarge, and heavy JPEG compression reads
-    sharper than it is, so a camera original can read as an enlargement of its own smaller,
-    blockier copies."""
-    if len(images) < 2:
-        return {}
-    area = np.array([picture_area(image) for image in images])
-    reading = np.array([_reading(image) for image in images])
-    found: dict[uuid.UUID, StoredImage] = {}
-    for n, image in enumerate(images):
-        if has_camera(image):
-            continue
-        factor = np.sqrt(area[n] / area)
-        source = (factor >= ENLARGED_FROM) & (reading[n] / reading >= ENLARGED_READS * factor)
-        if source.any():
-            found[image.id] = images[int(np.argmax(np.where(source, area, -1.0)))]
-    return found
+    """:func:`enlarged_from` for each of ``images`` (one picture's copies) among the others."""
+    return {image.id: source for image in images if (source := enlarged_from(image, images)) is not None}
 
 
 def has_camera(image: StoredImage) -> bool:
