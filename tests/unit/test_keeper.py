@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from dupdetect.review import grouping
-from dupdetect.review.keeper import KeeperPolicy, rank, reason
+from dupdetect.review.keeper import KeeperPolicy, enlarged_from, rank, reason
 from dupdetect.store.base import Kind, Pair, StoredImage
 
 REQUEST = uuid.uuid4()
@@ -202,3 +202,12 @@ def test_enlargements_are_told_among_copies_of_one_picture_not_through_a_collage
     enlarged = read(image("coffee-big.jpg", 900, 600, quality=95, camera=False), 1.8)
     [group] = grouping.groups([photo, enlarged], [pair(enlarged, photo, "near_exact")])
     assert group.keep.id == photo.id and "enlarged from a smaller copy" in group.reason
+
+
+def test_the_rule_reads_the_same_for_a_few_copies_and_for_many() -> None:
+    source = read(image("source.png", fmt="PNG", camera=False), 0.9)
+    enlarged = read(image("enlarged.jpg", 2400, 1500, quality=95, camera=False), 1.35)
+    small = [read(image(f"small{n}.jpg", 800, 500, quality=70, camera=False), 1.0) for n in range(40)]
+    assert enlarged_from(enlarged, [source]) is source
+    assert enlarged_from(enlarged, [*small, source]) is source  # the largest it reads as enlarged from
+    assert rank([enlarged, *small, source])[0] is source

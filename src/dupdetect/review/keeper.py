@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -35,6 +35,8 @@ ENLARGED_READS = 0.8
 share of that factor: an enlargement by u reads about u times its source (1.25–1.9 times for
 1.5× on bench/keeper.py's photos), an original about as high as its smaller copies (one of 142
 near copies 1.3× smaller or more made its original read as an enlargement)."""
+VECTORISE_FROM = 32
+"""Copies from which the enlargement rule runs on arrays (a group of thousands stays fast)."""
 _NEVER = datetime.max
 
 
@@ -75,17 +77,25 @@ def _reading(image: StoredImage) -> float:
     return image.detail_scale or 1.0
 
 
-def _sources(image: StoredImage, copies: Sequence[StoredImage]) -> np.ndarray:
-    """Which of ``copies`` ``image`` reads as an enlargement of (a mask). A file with camera
-    metadata is never one: cameras do not enlarge, and heavy JPEG compression reads sharper than
-    it is, so a camera original can read as an enlargement of its own smaller, blockier copies."""
-    if has_camera(image) or not copies:
-        return np.zeros(len(copies), dtype=bool)
-    area = np.array([picture_area(copy) for copy in copies])
-    reading = np.array([_reading(copy) for copy in copies])
-    factor = np.sqrt(picture_area(image) / area)
-    mask: np.ndarray = (factor >= ENLARGED_FROM) & (_reading(image) / reading >= ENLARGED_READS * factor)
-    return mask
+def _enlarges(area: Any, reading: Any, areas: Any, readings: Any) -> Any:
+    """The rule, on one copy's numbers or on arrays of them: ``areas``/``readings`` are the
+    candidate sources'."""
+    factor = (area / areas) ** 0.5
+    return (factor >= ENLARGED_FROM) & (reading / readings >= ENLARGED_READS * factor)
+
+
+def _sources(image: StoredImage, copies: Sequence[StoredImage]) -> list[bool]:
+    """Which of ``copies`` ``image`` reads as an enlargement of. A file with camera metadata is
+    never one: cameras do not enlarge, and heavy JPEG compression reads sharper than it is, so a
+    camera original can read as an enlargement of its own smaller, blockier copies."""
+    if has_camera(image):
+        return [False] * len(copies)
+    area, reading = picture_area(image), _reading(image)
+    if len(copies) <= VECTORISE_FROM:  # most images have a few copies: plain floats are faster
+        return [bool(_enlarges(area, reading, picture_area(c), _reading(c))) for c in copies]
+    areas = np.array([picture_area(copy) for copy in copies])
+    readings = np.array([_reading(copy) for copy in copies])
+    return [bool(flag) for flag in _enlarges(area, reading, areas, readings)]
 
 
 def enlarged_from(image: StoredImage, copies: Sequence[StoredImage]) -> StoredImage | None:
