@@ -87,6 +87,41 @@ def wallpapers() -> list[bytes]:
     return [path.read_bytes() for path in sorted(WALLPAPERS.glob("*.jpg"))]
 
 
+OPENCV = ROOT / "bench" / "out" / "opencv"
+OPENCV_PHOTOS = [
+    *("Blender_Suzanne1", "aero1", "aloeL", "apple", "baboon", "board", "building", "butterfly", "ela_original"),
+    *("fruits", "graf1", "home", "left", "leuvenA", "licenseplate_motion", "messi5", "orange", "rubberwhale1"),
+    *("smarties", "squirrel_cls", "starry_night", "stuff"),
+]
+"""OpenCV's sample photos (people, streets, food, interiors, a painting, a render): the held-out
+split of bench/quality.py."""
+OPENCV_PICTURES = ["pic1", "pic2", "pic3", "pic4", "pic5", "pic6", "HappyFish"]
+"""OpenCV's sample drawings: what the held-out split's viewer screenshots show."""
+
+
+def opencv_samples() -> tuple[list[bytes], list[bytes]]:
+    """(:data:`OPENCV_PHOTOS`, :data:`OPENCV_PICTURES`) from Debian's opencv-doc, fetched once
+    with apt-get into bench/out (empty if apt is absent)."""
+    if not any(OPENCV.glob("*.jpg")):
+        OPENCV.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run(["apt-get", "download", "opencv-doc"], cwd=tmp, capture_output=True, check=False)
+            if got.returncode != 0:
+                return [], []
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), "x"], cwd=tmp, check=True)
+            folder = Path(tmp) / "x" / "usr" / "share" / "doc" / "opencv-doc" / "examples" / "data"
+            for name in OPENCV_PHOTOS + OPENCV_PICTURES:
+                [path] = [p for p in folder.glob(f"{name}.*") if p.suffix in (".jpg", ".png")]
+                with Image.open(path) as image:
+                    image.convert("RGB").save(OPENCV / f"{name}.jpg", "JPEG", quality=92)
+
+    def read(names: list[str]) -> list[bytes]:
+        return [(OPENCV / f"{name}.jpg").read_bytes() for name in names if (OPENCV / f"{name}.jpg").exists()]
+
+    return read(OPENCV_PHOTOS), read(OPENCV_PICTURES)
+
+
 def skimage_photos() -> list[bytes]:
     from skimage import data
 

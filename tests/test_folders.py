@@ -138,7 +138,10 @@ async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_p
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'images'::regclass"
+        waiting = (  # pg_locks spans the cluster, and every test database is a copy with the same table oids
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'images'::regclass"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         while not await holder.fetchval(waiting):
             assert proc.returncode is None, (await proc.communicate())[0].decode()
             await asyncio.sleep(0.05)

@@ -11,7 +11,19 @@ import asyncpg
 import numpy as np
 import pytest
 
-from bench.hard_negatives import documents, flats, gradients, logos, transparent
+from bench.hard_negatives import (
+    Negative,
+    chats,
+    documents,
+    flats,
+    gradients,
+    logos,
+    photo_viewer,
+    png,
+    soft_art,
+    transparent,
+    wordmarks,
+)
 from bench.transforms import EDITS
 from dupdetect.images.duplicates import classify
 from dupdetect.images.rules import Rules
@@ -73,8 +85,17 @@ async def test_hard_edits_are_found_without_false_pairs(base_url: str, http: aio
 
 
 async def test_flat_transparent_logo_document_and_gradient_images_never_pair(base_url: str, http: aiohttp.ClientSession) -> None:
-    """The false pairs users reported: each family's images are all different from each other."""
-    negatives = flats() + gradients() + logos() + transparent() + documents()
+    """The false pairs users reported: each family's images are all different from each other.
+    Also images that share a part and differ in the rest: one viewer's screenshots of different
+    pictures, one wordmark under different marks, one chat app's screenshots."""
+    folder = [photo(name) for name in PHOTOS[:4]]
+    viewed = [
+        Negative(f"viewer-{i}", "viewer", png(photo_viewer(picture, folder, f"IMG_{i}.JPG", i)))
+        for i, picture in enumerate(soft_art(3, 3))
+    ]
+    negatives = (
+        flats() + gradients() + logos() + transparent() + documents() + viewed + wordmarks("ACME", 0)[:2] + chats(range(4))
+    )
     async with http.post(f"{base_url}/images", data=form(*[(n.name + ".img", n.data) for n in negatives])) as resp:
         assert resp.status == 201
         body = await resp.json()

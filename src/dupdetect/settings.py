@@ -170,8 +170,8 @@ class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Descriptor similarity a hash match needs as well: two different pictures can share a
     hash (a logo and wood planks, 10 bits apart at similarity 0.31); mild edits keep ≥ 0.56."""
     trusted_similarity: Similarity = 0.95
-    """A hash match within 2 bits at or above this similarity skips the geometric check (about
-    half of all mild edits: no check, instead of about 0.6 ms per pair)."""
+    """A hash match within 2 bits at or above this similarity needs no agreeing keypoints (about
+    half of all mild edits), only none that show the images differ (screenshots of one app)."""
     geometric_check: bool = True
     """Keep keypoints per image and check candidate pairs geometrically. Off: about 1.6× the
     ingest throughput on two cores, pairs judged on descriptor and hash alone (documents and

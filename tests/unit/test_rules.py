@@ -3,6 +3,7 @@ no model; keypoints are ORB's on generated textures (milliseconds)."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime
 
@@ -80,12 +81,24 @@ def test_below_the_floor_or_the_image_itself_is_no_candidate() -> None:
     assert [p.image.id for p in propose(q, candidates, RULES)] == [near.id]
 
 
-def test_a_close_hash_at_high_similarity_is_near_exact_without_a_geometric_check() -> None:
+def test_a_close_hash_at_high_similarity_is_near_exact_without_agreeing_keypoints() -> None:
     image = stored(phash=0b11)
     proposals = propose(query(phash=0b0, keypoints=KEYPOINTS), [Candidate(image=image, similarity=0.96)], RULES)
-    assert proposals[0].decided == "near_exact"
-    [match] = decide(query(phash=0b0, keypoints=KEYPOINTS), proposals, {image.id: OTHER}, RULES)  # geometry says no
+    assert proposals[0].trusted
+    [match] = decide(query(phash=0b0, keypoints=KEYPOINTS), proposals, {image.id: OTHER}, RULES)  # too little agrees
     assert match.kind == "near_exact" and match.matched_points is None
+
+
+def test_a_close_hash_is_refused_when_the_keypoints_show_the_images_differ() -> None:
+    """Screenshots of one chat app: the same bars and bubbles hash alike, the messages differ."""
+    from bench.hard_negatives import chats
+
+    first, second = (geometry.extract(Image.open(io.BytesIO(n.data))) for n in chats(range(2)))
+    image = stored(phash=0b11)
+    q = query(phash=0b0, keypoints=first)
+    proposals = propose(q, [Candidate(image=image, similarity=0.97)], RULES)
+    assert proposals[0].trusted
+    assert decide(q, proposals, {image.id: second}, RULES) == []
 
 
 def test_without_keypoints_only_a_hash_match_or_the_unverified_similarity_pairs() -> None:

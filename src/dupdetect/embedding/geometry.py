@@ -7,6 +7,11 @@ candidate pair is confirmed when a RANSAC homography maps at least :data:`MIN_IN
 keypoints of one onto the other. Different documents match a few letters, never a consistent
 plane; gradients and flat images have no keypoints at all (:class:`Verdict` ``textureless``).
 
+Keypoints that agree are not enough when they agree on only a part: two screenshots of one
+viewer share its chrome and filmstrip, two logos their wordmark. So each image also keeps a
+64×64 grey map, and a confirmed pair must look the same across the overlap the homography
+gives (``differs`` otherwise); crops still pass, since only the overlap is compared.
+
 Cost (measured by bench/quality.py): about 2–3 ms per image to extract (content and mirror),
 about 0.6 ms per pair to check.
 """
@@ -28,6 +33,12 @@ FAST_THRESHOLD = 10
 """Corner contrast (grey levels) for a keypoint: half ORB's default, so that smooth
 illustrations and soft-focus photos get keypoints too (bench/quality.py: a third of the
 desktop backgrounds had fewer than 24 at the default)."""
+SPARSE = 128
+SPARSE_FAST_THRESHOLD = 4
+"""An image with fewer than :data:`SPARSE` corners at :data:`FAST_THRESHOLD` is looked at again
+at this contrast: smooth wallpapers, skies and illustrations then get keypoints that survive
+crops, overlays and grey copies (bench/quality.py: 1,768 → 1,922 of 2,035 copies confirmed,
+no new false pair)."""
 MIN_KEYPOINTS = 24
 """Fewer keypoints than this on either side: too little texture to verify anything."""
 MIN_INLIERS = 25
@@ -38,15 +49,33 @@ different text, leave most matches outside it (bench/quality.py: 0.43–0.52 for
 up for nearly every copy)."""
 RATIO = 0.8
 """Lowe's ratio test: a match must be clearly better than the second best."""
+CONTRADICTING_MATCHES = 40
+"""This many matches, most of them off the one plane: the images share pieces, they are not
+copies (bench/quality.py: the chat screenshots of one app, 55–67 matches and 12–15 on a plane;
+of the mild copies whose hashes agree, none had a refuted check with more than 32 matches)."""
+MIN_ALIKE = 0.7
+LEVEL_TOLERANCE = 24
+"""Once the keypoints agree, at least :data:`MIN_ALIKE` of the overlap must show the same grey
+level (within :data:`LEVEL_TOLERANCE` of 255, after one brightness and contrast fit) on both
+sides: matches confined to window chrome, a filmstrip or a wordmark say nothing about the
+pictures around them (bench/quality.py: 0.29–0.65 for screenshots of different pictures in one
+viewer, 0.41–0.49 for one wordmark under different marks; 4 of 1,940 copies whose keypoints
+agree fall below: screenshots and a 60 % crop)."""
+MIN_OVERLAP_CELLS = 16
 _PATCH = 32  # ORB's patch: smaller images have no keypoints (and its pyramid would fail)
 _SCALE = 16  # keypoint coordinates are stored as uint16 sixteenths of a pixel
-_VERSION = 2
+_VERSION = 3
+APPEARANCE = 64
+"""Side of the grey map stored beside the keypoints (box-averaged cells of the keypoints'
+image), for the appearance check."""
 MAX_SCALE = 3.0
 """ORB's pyramid (8 levels × 1.2) spans 3.6×: an image more than 3× smaller than the other (a
 thumbnail of a few hundred pixels against a 512-px one) cannot be matched; such pairs are left
 to the hash and the descriptor, like images without texture."""
 
-Verdict = Literal["confirmed", "refuted", "textureless", "out_of_scale"]
+Verdict = Literal["confirmed", "refuted", "differs", "textureless", "out_of_scale"]
+"""``refuted``: too little agrees to call it a copy. ``differs``: the images share a part (window
+chrome, a template, a wordmark) and show different pictures around it."""
 
 cv2.setNumThreads(1)  # called from decode workers and the event loop's executor, one pair at a time
 
@@ -68,14 +97,30 @@ def _keypoints(found: Sequence[cv2.KeyPoint], descriptors: np.ndarray | None) ->
     return Keypoints(np.array([k.pt for k in found], np.float32).reshape(-1, 2), descriptors)
 
 
+def _stretched(grey: np.ndarray) -> np.ndarray:
+    """Grey levels stretched from the 1st to the 99th percentile, so that a dark or hazy picture
+    has corners at the same threshold as a crisp one. ORB describes a corner by comparing pixels,
+    which a stretch keeps: keypoints stored before it still match."""
+    counts = np.bincount(grey.ravel(), minlength=256).cumsum()
+    low, high = np.searchsorted(counts, [0.01 * counts[-1], 0.99 * counts[-1]])
+    if high - low < 8:  # a flat picture: its noise is not texture
+        return grey
+    table = np.clip((np.arange(256) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
+    return cv2.LUT(grey, table)
+
+
 def _orb_views(grey: np.ndarray) -> tuple[Keypoints, Keypoints]:
     """ORB keypoints of ``grey`` and of its mirror image. The mirror's are the same corners,
     mirrored (position and orientation) and described on the mirrored pixels: no second
     detection, which is most of ORB's cost (decode workers spend ~1 ms less per image)."""
     if min(grey.shape) < _PATCH:
         return _NONE, _NONE
+    grey = _stretched(grey)
     orb = cv2.ORB.create(nfeatures=KEYPOINTS, fastThreshold=FAST_THRESHOLD)
     found, descriptors = orb.detectAndCompute(grey, None)
+    if len(found) < SPARSE:
+        orb = cv2.ORB.create(nfeatures=KEYPOINTS, fastThreshold=SPARSE_FAST_THRESHOLD)
+        found, descriptors = orb.detectAndCompute(grey, None)
     if not found:
         return _NONE, _NONE
     right = grey.shape[1] - 1
@@ -86,21 +131,34 @@ def _orb_views(grey: np.ndarray) -> tuple[Keypoints, Keypoints]:
     return _keypoints(found, descriptors), _keypoints(kept, mirror_descriptors)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What :func:`extract` keeps of an image."""
+
+    view: Keypoints
+    mirror: Keypoints
+    """The same corners on the mirror image."""
+    size: tuple[int, int]
+    """Width and height of the grey image they were found on."""
+    appearance: np.ndarray | None
+    """uint8 (APPEARANCE, APPEARANCE) grey map of that image; None in rows stored before it."""
+
+
 def extract(image: Image.Image) -> bytes:
-    """The packed keypoints of ``image`` and of its mirror image (stored per image)."""
+    """The packed keypoints of ``image`` and of its mirror image, and its grey map (stored per image)."""
     grey = image.convert("L")
     grey.thumbnail((SIDE, SIDE), Image.Resampling.BILINEAR)
     out = [struct.pack("<BHH", _VERSION, *grey.size)]
     for points in _orb_views(np.asarray(grey)):
         coords = np.clip(np.round(points.points * _SCALE), 0, 65535).astype("<u2")
         out += [struct.pack("<H", len(coords)), coords.tobytes(), points.descriptors.tobytes()]
+    out.append(grey.resize((APPEARANCE, APPEARANCE), Image.Resampling.BOX).tobytes())
     return b"".join(out)
 
 
-def unpack(blob: bytes) -> tuple[Keypoints, Keypoints, int]:
-    """(keypoints of the image, keypoints of its mirror image, the longer side they were found on)."""
+def unpack(blob: bytes) -> Stored:
     version, width, height = struct.unpack_from("<BHH", blob)
-    if version != _VERSION:
+    if version not in (2, _VERSION):
         raise ValueError(f"unknown keypoint format {version}")
     offset, views = 5, []
     for _ in range(2):
@@ -111,12 +169,32 @@ def unpack(blob: bytes) -> tuple[Keypoints, Keypoints, int]:
         descriptors = np.frombuffer(blob, np.uint8, 32 * n, offset).reshape(n, 32)
         offset += 32 * n
         views.append(Keypoints(coords, descriptors))
-    return views[0], views[1], max(width, height)
+    appearance = None
+    if version >= 3:
+        appearance = np.frombuffer(blob, np.uint8, APPEARANCE * APPEARANCE, offset).reshape(APPEARANCE, APPEARANCE)
+    return Stored(views[0], views[1], (width, height), appearance)
 
 
-def inliers(a: Keypoints, b: Keypoints) -> int:
-    """Matched keypoints of ``a`` and ``b`` that one homography explains (0 if it explains too
-    small a share of the matches)."""
+@dataclass(frozen=True)
+class _Fit:
+    matches: int
+    """Matches through the ratio test, one-to-one."""
+    inliers: int
+    """Of those, how many one homography explains."""
+    homography: np.ndarray | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.inliers >= MIN_INLIERS and self.inliers >= MIN_INLIER_SHARE * self.matches
+
+    @property
+    def contradicts(self) -> bool:
+        """Many keypoints match, and no one plane explains most of them: the pictures share
+        pieces (a template's bars, letters), not a geometry."""
+        return self.matches >= CONTRADICTING_MATCHES and self.inliers < MIN_INLIER_SHARE * self.matches
+
+
+def _fit(a: Keypoints, b: Keypoints) -> _Fit:
     matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
     best: dict[int, cv2.DMatch] = {}  # one-to-one: a plain keypoint of b must not absorb many of a
     for pair in matches:
@@ -126,26 +204,68 @@ def inliers(a: Keypoints, b: Keypoints) -> int:
                 best[match.trainIdx] = match
     good = list(best.values())
     if len(good) < MIN_INLIERS:
-        return 0
+        return _Fit(len(good), 0, None)
     source = a.points[[m.queryIdx for m in good]]
     target = b.points[[m.trainIdx for m in good]]
-    mask: np.ndarray | None = cv2.findHomography(source, target, cv2.RANSAC, 6.0)[1]
-    if mask is None:  # no homography (degenerate points): the stubs do not say so
-        return 0
-    count = int(mask.sum())
-    return count if count >= MIN_INLIER_SHARE * len(good) else 0
+    found: tuple[np.ndarray | None, np.ndarray | None] = cv2.findHomography(source, target, cv2.RANSAC, 6.0)
+    homography, mask = found
+    if mask is None or homography is None:  # no homography (degenerate points): the stubs do not say so
+        return _Fit(len(good), 0, None)
+    return _Fit(len(good), int(mask.sum()), homography)
+
+
+def _alike_from(a: np.ndarray, b: np.ndarray, homography: np.ndarray, a_size: tuple[int, int], b_size: tuple[int, int]) -> float:
+    """Share of ``a``'s grey-map cells inside the overlap whose level ``b`` shows at the same
+    place, after one least-squares fit of brightness, contrast and a vignette (colour edits,
+    grey copies, filters that darken the corners)."""
+    side = a.shape[0]
+    ys, xs = np.mgrid[0:side, 0:side]
+    across = (xs.ravel() + 0.5) / side, (ys.ravel() + 0.5) / side
+    centres = np.stack([across[0] * a_size[0], across[1] * a_size[1]], 1)
+    mapped = cv2.perspectiveTransform(centres.astype(np.float32)[None], homography)[0]
+    u = mapped[:, 0] * side / b_size[0] - 0.5  # in b's cells
+    v = mapped[:, 1] * side / b_size[1] - 0.5
+    inside = (u >= 0) & (u <= side - 1) & (v >= 0) & (v <= side - 1)
+    if inside.sum() < MIN_OVERLAP_CELLS:
+        return 1.0
+    seen = cv2.remap(b.astype(np.float32), u[None].astype(np.float32), v[None].astype(np.float32), cv2.INTER_LINEAR)[0]
+    theirs, ours = seen[inside], a.ravel()[inside].astype(np.float32)
+    radius = (4 * ((across[0] - 0.5) ** 2 + (across[1] - 0.5) ** 2))[inside].astype(np.float32)  # 0 centre, 2 corners
+    levels = np.stack([ours, ours * radius, np.ones_like(ours)], 1)
+    fitted = levels @ np.linalg.lstsq(levels, theirs, rcond=None)[0]
+    return float((np.abs(theirs - fitted) <= LEVEL_TOLERANCE).mean())
+
+
+def alike(a: Stored, b: Stored, homography: np.ndarray, *, mirrored: bool) -> float:
+    """How much of the overlap looks the same in both images, the lower of the two ways round
+    (1.0 when a row predates the grey maps)."""
+    if a.appearance is None or b.appearance is None:
+        return 1.0
+    ours = a.appearance[:, ::-1] if mirrored else a.appearance
+    share = _alike_from(ours, b.appearance, homography, a.size, b.size)
+    try:
+        back = np.linalg.inv(homography)
+    except np.linalg.LinAlgError:
+        return share
+    return min(share, _alike_from(b.appearance, ours, back, b.size, a.size))
 
 
 def verify(a: bytes, b: bytes) -> tuple[Verdict, int]:
     """Whether ``b`` is a geometric copy of ``a`` (or of its mirror image), and how many
     keypoints agree."""
-    a_view, a_mirror, a_side = unpack(a)
-    b_view, _, b_side = unpack(b)
-    if min(len(a_view.points), len(b_view.points)) < MIN_KEYPOINTS:
+    one, other = unpack(a), unpack(b)
+    if min(len(one.view.points), len(other.view.points)) < MIN_KEYPOINTS:
         return "textureless", 0
-    if max(a_side, b_side) > MAX_SCALE * max(1, min(a_side, b_side)):
+    sides = max(one.size), max(other.size)
+    if max(sides) > MAX_SCALE * max(1, min(sides)):
         return "out_of_scale", 0
-    count = inliers(a_view, b_view)
-    if count < MIN_INLIERS and len(a_mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
-        count = max(count, inliers(a_mirror, b_view))
-    return ("confirmed" if count >= MIN_INLIERS else "refuted"), count
+    fit, mirrored = _fit(one.view, other.view), False
+    if not fit.agrees and len(one.mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
+        flipped = _fit(one.mirror, other.view)
+        if flipped.agrees or flipped.inliers > fit.inliers:
+            fit, mirrored = flipped, True
+    if not fit.agrees or fit.homography is None:
+        return ("differs" if fit.contradicts else "refuted"), 0
+    if alike(one, other, fit.homography, mirrored=mirrored) < MIN_ALIKE:
+        return "differs", fit.inliers
+    return "confirmed", fit.inliers

@@ -8,13 +8,15 @@ module decides, in two stages:
 1. Cheap gates. ``exact``: the same bytes (similarity 1.0). Otherwise the descriptors'
    cosine similarity must reach ``Rules.near`` (a request's ``threshold``). A *hash match*
    (perceptual hashes within ``Rules.near_exact`` bits, both hashes informative, similarity at
-   least ``Rules.near_exact_floor``) at ``Rules.trusted`` or above is ``near_exact`` at once.
+   least ``Rules.near_exact_floor``) at ``Rules.trusted`` or above is *trusted*: it is
+   ``near_exact`` unless the geometric check finds that the images differ (screenshots of one
+   app, pages of one template hash alike).
 2. Geometric verification (:mod:`dupdetect.embedding.geometry`) of everything else: the pair is kept when
-   one homography maps enough keypoints of one image onto the other (``matched_points``), as
-   ``near_exact`` if the hashes matched, else ``near``. Images too plain for keypoints, or more
-   than 3× smaller than the other (beyond ORB's scale range), pair only on a hash match; pairs
-   whose keypoints are not stored (Pinecone, older rows) fall back to the descriptor alone at
-   ``Rules.unverified``.
+   one homography maps enough keypoints of one image onto the other and the overlap looks the
+   same (``matched_points``), as ``near_exact`` if the hashes matched, else ``near``. Images
+   too plain for keypoints, or more than 3× smaller than the other (beyond ORB's scale range),
+   pair only on a hash match; pairs whose keypoints are not stored (Pinecone, older rows) fall
+   back to the descriptor alone at ``Rules.unverified``.
 
 A pair is reported once, as its strongest kind. Pairs are symmetric: if B duplicates A, A
 duplicates B.
@@ -50,7 +52,8 @@ are made of, so that every copy of a picture shot or shared fifty times lands in
 NEIGHBOURS = 64
 """Nearest descriptors fetched per image at least (more when ``top_k`` asks for more)."""
 TRUSTED_BITS = 2
-"""A hash match this close (and at ``Rules.trusted`` similarity) skips the geometric check:
+"""A hash match this close (and at ``Rules.trusted`` similarity) needs no agreeing keypoints,
+only none that show a difference: heavy JPEG or blur leaves copies too few corners, and
 different pages of text reach similarity 0.98 but stay 8 bits apart or more."""
 
 
@@ -66,7 +69,7 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     near_exact_floor: float = 0.6
     """Similarity a hash match needs as well."""
     trusted: float = 0.95
-    """A hash match within :data:`TRUSTED_BITS` bits and this similar skips the geometric check."""
+    """A hash match within :data:`TRUSTED_BITS` bits and this similar needs no agreeing keypoints."""
     unverified: float = 0.85
     """Similarity a pair needs when no keypoints are stored for it."""
 
@@ -101,7 +104,9 @@ class Proposal(msgspec.Struct, frozen=True):
     similarity: float
     hash_match: bool
     decided: Kind | None
-    """The kind, when it is known without geometry (exact, or a trusted hash match)."""
+    """The kind, when it is known without geometry (exact)."""
+    trusted: bool = False
+    """A hash match close enough that only a geometric difference refutes it."""
 
 
 def propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> list[Proposal]:
@@ -120,8 +125,8 @@ def propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> list
         bits = None if query.phash is None or image.phash is None else hamming(query.phash, image.phash)
         hash_match = bits is not None and bits <= rules.near_exact and similarity >= rules.near_exact_floor
         trusted = hash_match and bits is not None and bits <= TRUSTED_BITS and similarity >= rules.trusted
-        best[image.id] = Proposal(image, similarity, hash_match, "near_exact" if trusted else None)
-    return sorted(best.values(), key=lambda p: (p.decided != "exact", not p.hash_match, -p.similarity))
+        best[image.id] = Proposal(image, similarity, hash_match, None, trusted=trusted)
+    return sorted(best.values(), key=lambda p: (p.decided != "exact", not p.trusted, not p.hash_match, -p.similarity))
 
 
 def decide(query: Query, proposals: list[Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
@@ -153,6 +158,11 @@ def verified(query: Query, proposal: Proposal, theirs: bytes | None, rules: Rule
             return Match(image=proposal.image, similarity=proposal.similarity, kind=tier)
         return None
     verdict, points = geometry.verify(query.keypoints, theirs)
+    if proposal.trusted:
+        if verdict == "differs":
+            return None
+        agreed = points if verdict == "confirmed" else None
+        return Match(image=proposal.image, similarity=proposal.similarity, kind="near_exact", matched_points=agreed)
     needed = geometry.MIN_INLIERS if proposal.similarity >= WEAK_DESCRIPTOR else WEAK_DESCRIPTOR_POINTS
     if verdict == "confirmed" and points >= needed:
         return Match(image=proposal.image, similarity=proposal.similarity, kind=tier, matched_points=points)

@@ -1,0 +1,79 @@
+"""The geometric check on rendered images that share a part and differ in the rest (issue #24's
+false pairs), and on copies that must still pass. Keypoints come from the decoder, as in the
+service (padding trimmed); no database, no model."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from bench.hard_negatives import Negative, chats, photo_viewer, soft_art, wordmarks
+from dupdetect.embedding import geometry
+from dupdetect.embedding.decode import decode
+from tests.photos import PHOTOS, photo
+
+FOLDER = [photo(name) for name in PHOTOS[:4]]
+
+
+def keypoints(image: Image.Image | Negative) -> bytes:
+    if isinstance(image, Negative):
+        data = image.data
+    else:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        data = buffer.getvalue()
+    found = decode(data, size=224, max_pixels=50_000_000).keypoints
+    assert found is not None
+    return found
+
+
+def test_screenshots_of_different_pictures_in_one_viewer_differ_though_the_chrome_matches() -> None:
+    first, second = soft_art(3, 2)
+    verdict, points = geometry.verify(
+        keypoints(photo_viewer(first, FOLDER, "IMG_0001.JPG", 0)), keypoints(photo_viewer(second, FOLDER, "IMG_0002.JPG", 1))
+    )
+    assert points >= geometry.MIN_INLIERS  # the toolbar and filmstrip agree on one plane ...
+    assert verdict == "differs"  # ... and the pictures around them do not
+
+
+def test_a_screenshot_of_a_photo_in_that_viewer_is_still_its_copy() -> None:
+    picture = photo("astronaut")
+    verdict, _ = geometry.verify(keypoints(picture), keypoints(photo_viewer(picture, FOLDER, "IMG_0001.JPG", 0)))
+    assert verdict == "confirmed"
+
+
+def test_crops_and_mirror_images_still_pass_the_appearance_check() -> None:
+    picture = photo("coffee")
+    crop = picture.crop((100, 60, 100 + int(picture.width * 0.6), 60 + int(picture.height * 0.6)))
+    for copy in (crop, ImageOps.mirror(picture), ImageOps.grayscale(picture)):
+        assert geometry.verify(keypoints(picture), keypoints(copy))[0] == "confirmed"
+
+
+def test_one_wordmark_under_different_marks_differs() -> None:
+    circle, square, _ = (keypoints(n) for n in wordmarks("ACME", 0))
+    assert geometry.verify(circle, square)[0] == "differs"
+
+
+def test_many_matches_off_one_plane_say_the_images_differ() -> None:
+    first, second = (keypoints(n) for n in chats(range(2)))
+    assert geometry.verify(first, second) == ("differs", 0)
+
+
+def test_keypoints_stored_before_the_grey_map_still_verify() -> None:
+    picture = photo("chelsea")
+    current = keypoints(picture)
+    older = bytes([2]) + current[1 : -(geometry.APPEARANCE**2)]  # format 2: no grey map
+    assert geometry.unpack(older).appearance is None
+    assert geometry.verify(older, keypoints(picture.resize((400, 300))))[0] == "confirmed"
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "retina"])
+def test_a_soft_low_contrast_photo_has_keypoints_and_its_crop_and_grey_copy_are_confirmed(name: str) -> None:
+    soft = ImageEnhance.Contrast(photo(name).filter(ImageFilter.GaussianBlur(8))).enhance(0.4)
+    crop = soft.crop((0, 0, int(soft.width * 0.75), int(soft.height * 0.75)))
+    original = keypoints(soft)
+    assert len(geometry.unpack(original).view.points) >= geometry.SPARSE
+    assert geometry.verify(original, keypoints(crop))[0] == "confirmed"
+    assert geometry.verify(original, keypoints(ImageOps.grayscale(soft).convert("RGB")))[0] == "confirmed"
