@@ -229,7 +229,7 @@ def _pictures(payloads: list[bytes]) -> list[Image.Image]:
 def tuning_split() -> tuple[list[bytes], list[Negative]]:
     """What the defaults were chosen on: photos, wallpapers and every hard-negative family."""
     from skimage import data
-    from sklearn.datasets import load_sample_images  # type: ignore[import-untyped]
+    from sklearn.datasets import load_sample_images  # installed with imagededup (the bench extra)
 
     shown = [Image.fromarray(a) for a in load_sample_images().images]
     shown += [Image.fromarray(data.immunohistochemistry()), Image.fromarray(data.camera()).convert("RGB")]

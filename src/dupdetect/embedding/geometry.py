@@ -50,17 +50,21 @@ up for nearly every copy)."""
 RATIO = 0.8
 """Lowe's ratio test: a match must be clearly better than the second best."""
 CONTRADICTING_MATCHES = 40
-"""This many matches, most of them off the one plane: the images share pieces, they are not
-copies (bench/quality.py: the chat screenshots of one app, 55–67 matches and 12–15 on a plane;
-of the mild copies whose hashes agree, none had a refuted check with more than 32 matches)."""
-MIN_ALIKE = 0.7
+CONTRADICTING_SHARE = 0.3
+"""At least :data:`CONTRADICTING_MATCHES` matches, under this share of them on one plane: the
+images share pieces, they are not copies (bench/quality.py: the chat screenshots of one app,
+60–74 matches and 0.15–0.23 on a plane; copies whose check is refuted with as many matches keep
+0.25–0.55, and those whose hashes agree 0.41 and more)."""
+MIN_ALIKE = 0.8
 LEVEL_TOLERANCE = 24
 """Once the keypoints agree, at least :data:`MIN_ALIKE` of the overlap must show the same grey
-level (within :data:`LEVEL_TOLERANCE` of 255, after one brightness and contrast fit) on both
-sides: matches confined to window chrome, a filmstrip or a wordmark say nothing about the
-pictures around them (bench/quality.py: 0.29–0.65 for screenshots of different pictures in one
-viewer, 0.41–0.49 for one wordmark under different marks; 4 of 1,940 copies whose keypoints
-agree fall below: screenshots and a 60 % crop)."""
+level on both sides: within :data:`LEVEL_TOLERANCE` of 255, plus how much the level changes
+from one cell to the next there (a copy's cells never align exactly with the original's), after
+one brightness, contrast and vignette fit. Matches confined to window chrome, a filmstrip or a
+wordmark say nothing about the pictures around them (bench/quality.py: 0.57–0.78 for
+screenshots of different pictures in one viewer, 0.58 for one wordmark under a circle and a
+square; 1 of 1,940 copies whose keypoints agree falls below; bench/keeper.py's near copies of
+a dense photo 0.77 and up)."""
 MIN_OVERLAP_CELLS = 16
 _PATCH = 32  # ORB's patch: smaller images have no keypoints (and its pyramid would fail)
 _SCALE = 16  # keypoint coordinates are stored as uint16 sixteenths of a pixel
@@ -189,9 +193,9 @@ class _Fit:
 
     @property
     def contradicts(self) -> bool:
-        """Many keypoints match, and no one plane explains most of them: the pictures share
-        pieces (a template's bars, letters), not a geometry."""
-        return self.matches >= CONTRADICTING_MATCHES and self.inliers < MIN_INLIER_SHARE * self.matches
+        """Many keypoints match, and one plane explains few of them: the pictures share pieces
+        (an app's bars and bubbles, letters), not a geometry."""
+        return self.matches >= CONTRADICTING_MATCHES and self.inliers < CONTRADICTING_SHARE * self.matches
 
 
 def _fit(a: Keypoints, b: Keypoints) -> _Fit:
@@ -233,7 +237,9 @@ def _alike_from(a: np.ndarray, b: np.ndarray, homography: np.ndarray, a_size: tu
     radius = (4 * ((across[0] - 0.5) ** 2 + (across[1] - 0.5) ** 2))[inside].astype(np.float32)  # 0 centre, 2 corners
     levels = np.stack([ours, ours * radius, np.ones_like(ours)], 1)
     fitted = levels @ np.linalg.lstsq(levels, theirs, rcond=None)[0]
-    return float((np.abs(theirs - fitted) <= LEVEL_TOLERANCE).mean())
+    rows, cols = np.gradient(a.astype(np.float32))
+    slack = np.hypot(rows, cols).ravel()[inside]  # a cell's level changes this much a cell away
+    return float((np.abs(theirs - fitted) <= LEVEL_TOLERANCE + slack).mean())
 
 
 def alike(a: Stored, b: Stored, homography: np.ndarray, *, mirrored: bool) -> float:
