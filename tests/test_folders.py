@@ -137,6 +137,9 @@ async def test_ctrl_c_during_ingest_prints_one_line_and_the_summary_so_far(tmp_p
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # as a terminal starts it: a suite run in the background (`scripts/test &`) ignores
+            # SIGINT, and a child would inherit that and never see the Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         waiting = (  # pg_locks spans the cluster, and every test database is a copy with the same table oids
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'images'::regclass"
