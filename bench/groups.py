@@ -43,7 +43,7 @@ async def load(store: PgVectorStore, groups: int, size: int) -> None:
     """Images and pairs straight into the tables, in COPY batches."""
     async with store.pool.acquire() as conn:
         for dims in SUPPORTED_DIMS:
-            await conn.execute(f"DROP INDEX IF EXISTS images_embedding_{dims}_hnsw_idx")
+            await conn.execute(f"DROP INDEX IF EXISTS images_code_{dims}_hnsw_idx")
         vector = np.full(SUPPORTED_DIMS[0], 0.1, dtype=np.float32)
         batch = 20_000
         for start in range(0, groups, batch):

@@ -71,3 +71,53 @@ async def test_an_analyst_cannot_block_migrations_or_escape_the_limits(dsn: str)
     finally:
         await drop_analyst(pool, name)
         await pool.close()
+
+
+async def test_the_readmes_nearest_neighbour_query_finds_a_copy_through_the_code_index(dsn: str) -> None:
+    """An analyst's similarity search (README, "Indexes") ranks the nearest binary codes by exact
+    cosine; it must use the index a 1M-row table needs, and find the copy first."""
+    import numpy as np
+    from pgvector import HalfVector
+
+    from dupdetect.store.base import NewImage
+    from dupdetect.store.pgvector import PgVectorStore
+
+    pool = await create_pool(dsn, DatabaseSettings(), ef_search=40)
+    rng = np.random.default_rng(4)
+    vectors = rng.random((40, 2048)) ** 3  # non-negative, as GeM descriptors are
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    images = [
+        NewImage(
+            id=uuid.uuid4(),
+            position=n,
+            filename=f"{n}.jpg",
+            url=None,
+            byte_size=1000,
+            width=64,
+            height=48,
+            format="JPEG",
+            sha256=uuid.uuid4().hex * 2,
+            phash=None,
+            thumbnail=None,
+            vector=vector.astype(np.float32),
+        )
+        for n, vector in enumerate(vectors)
+    ]
+    copy = vectors[7] + rng.normal(scale=0.002, size=2048)
+    query = """
+        SELECT id, 1 - (embedding::halfvec(2048) <=> $1::halfvec(2048)) AS similarity
+        FROM (SELECT * FROM images WHERE vector_dims(embedding) = 2048
+              ORDER BY descriptor_code(embedding::halfvec(2048))::bit(2048) <~> descriptor_code($1)::bit(2048)
+              LIMIT 20) shortlist
+        ORDER BY similarity DESC LIMIT 10
+    """
+    try:
+        await PgVectorStore(pool, dims=2048).add_request(uuid.uuid4(), len(images), images, [], model="test/analyst")
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny table: show the index can serve it
+            plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN " + query, HalfVector(copy)))
+            assert "images_code_2048_hnsw_idx" in plan
+            found = await conn.fetch(query, HalfVector(copy))
+        assert found[0]["id"] == images[7].id and found[0]["similarity"] > 0.99
+    finally:
+        await pool.close()

@@ -35,10 +35,10 @@ async def test_upgrade_creates_tables_indexes_and_view(empty_dsn: str) -> None:
         hnsw = {int(name.split("_")[2]) for name in indexes if name.endswith("_hnsw_idx")}
         assert hnsw == set(SUPPORTED_DIMS)  # the store's list is the migration's
         assert {spec.dims for spec in BACKBONES.values()} <= hnsw  # every backbone has its index
-        for dims in SUPPORTED_DIMS:
-            definition = indexes[f"images_embedding_{dims}_hnsw_idx"]
-            assert "USING hnsw" in definition and f"halfvec({dims})" in definition
-            assert "halfvec_cosine_ops" in definition
+        for dims in SUPPORTED_DIMS:  # binary codes of the descriptors, not the descriptors again
+            definition = indexes[f"images_code_{dims}_hnsw_idx"]
+            assert "USING hnsw" in definition and f"descriptor_code((embedding)::halfvec({dims}))" in definition
+            assert f"::bit({dims})) bit_hamming_ops" in definition
         columns = {
             row["column_name"]: row["data_type"]
             for row in await conn.fetch(

@@ -180,7 +180,9 @@ class DuplicateSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Similarity a ``near`` pair needs when it cannot be checked geometrically (images stored
     without keypoints: the Pinecone store, rows from before version 0009)."""
     top_k: Annotated[int, Meta(ge=1, le=1000)] = 10
-    ef_search: Annotated[int, Meta(ge=1, le=1000)] = 100
+    ef_search: Annotated[int, Meta(ge=1, le=1000)] = 128
+    """HNSW's candidate list: at least the shortlist the store ranks by cosine (2 × 64
+    neighbours), so one pass of the graph returns it (bench/store.py)."""
     originals_dir: Path | None = None
     """A folder whose files were ingested with ``dupdetect ingest --root`` of it (or scanned from
     it): the review page's side-by-side view then shows them at full size. Only files under it

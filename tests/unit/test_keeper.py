@@ -160,6 +160,21 @@ def test_a_collage_does_not_chain_two_photos_and_partial_matches_do_not_chain() 
     assert [[m.image.filename for m in g.members] for g in found] == [["original.jpg", "crop.jpg"], ["crop.jpg", "crop2.jpg"]]
 
 
+def test_a_copy_of_two_crops_joins_their_group_instead_of_leading_a_second_one() -> None:
+    left, right = image("left.jpg", 1200, 750), image("right.jpg", 1180, 740)
+    captioned = image("captioned.jpg", 1000, 625, quality=80)
+    pairs = [pair(left, ORIGINAL, "near"), pair(right, ORIGINAL, "near")]
+    pairs += [pair(captioned, left, "near"), pair(captioned, right, "near")]  # not paired with the original itself
+    [group] = grouping.groups([ORIGINAL, left, right, captioned], pairs)
+    assert group.keep is ORIGINAL and {m.image.filename for m in group.members} == {
+        "original.jpg",
+        "left.jpg",
+        "right.jpg",
+        "captioned.jpg",
+    }
+    assert next(m for m in group.members if m.image is captioned).via in {left.id, right.id}
+
+
 def test_every_image_is_in_one_group_unless_it_holds_two_pictures() -> None:
     copies = [image(f"c{n}.jpg", 1000 - n, 625, quality=80) for n in range(12)]
     pairs = [pair(c, ORIGINAL) for c in copies[:6]] + [pair(copies[n], copies[n - 6]) for n in range(6, 12)]

@@ -7,7 +7,10 @@ as the path to the group's best copy crosses at most :data:`MAX_NEAR_LINKS` ``ne
 (crops, rotations, overlays): exact and near-exact pairs are the same picture, so they pass
 freely. A collage pairs with each of its photos, but it ranks below them, so it cannot pull
 them together: it joins one, and a photo left without members leads a group of its own
-duplicates (the collage then sits in two groups, as it holds both).
+duplicates (the collage then sits in two groups, as it holds both). An image that cannot join
+that way but whose duplicates all rank above it, are two or more, and all sit in one group joins
+that group (a captioned copy of two crops of one photo): it pairs with more than one of the
+group's members, so it is not a chain through one partial match.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ MAX_NEAR_LINKS = 1
 """``near`` pairs (partial matches: crops, rotations, collages) between a member and its
 group's best copy. Through a copy of the same picture (exact, near-exact) a member joins; through
 a partial match it does not, since a collage matches two photos that do not match each other."""
+CORROBORATING = 2
+"""Members of one group an image must pair with to join it past :data:`MAX_NEAR_LINKS`."""
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +80,13 @@ def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperP
                 leader[image.id], near_links[image.id], joined[image.id] = leader[link.via], crossed, link
                 break
         else:
-            leader[image.id], near_links[image.id] = image.id, 0
+            corroborated = len(better) == len(links[image.id]) >= CORROBORATING
+            if corroborated and len({leader[link.via] for link in better}) == 1:
+                link = better[0]
+                leader[image.id], joined[image.id] = leader[link.via], link
+                near_links[image.id] = near_links[link.via] + (link.kind == "near")
+            else:
+                leader[image.id], near_links[image.id] = image.id, 0
     members: dict[uuid.UUID, list[uuid.UUID]] = {}
     for image in ranked:
         members.setdefault(leader[image.id], []).append(image.id)

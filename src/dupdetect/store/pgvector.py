@@ -48,12 +48,22 @@ MAINTENANCE_TIMEOUT_S = 86_400.0
 DUPDETECT_QUERY_TIMEOUT."""
 
 SUPPORTED_DIMS = (512, 1280, 2048)
-"""One partial HNSW index per size (migration 0001; tests/test_schema.py checks both against
+"""One partial HNSW index per size (migration 0011; tests/test_schema.py checks both against
 pg_indexes and every backbone's size against this)."""
 HNSW_OPTIONS = "m = 16, ef_construction = 64"
-"""pgvector's defaults, as migration 0001 built the indexes; chosen by bench/store.py (README,
-"Performance and scale"): at 100k rows ef_construction 32 ingests 15 % faster but its graph
-misses 0.5 % of near-copies at ef_search 100, where 64 finds them all."""
+"""pgvector's defaults, as the migrations build the indexes. For the halfvec index before
+migration 0011, bench/store.py found ef_construction 32 15 % faster to ingest into, but missing
+0.5 % of near-copies at 100k rows."""
+SHORTLIST = 2
+"""The code index returns this many times the neighbours asked for, ranked then by the exact
+cosine: on real descriptors 3× keeps 0.999 of the true top 64 above similarity 0.7 (2×: 0.995;
+1×: 0.90; bench/store.py measures it at scale)."""
+
+
+def _code(vector: str, dims: int) -> str:
+    """The indexed binary code of a halfvec (migration 0011's ``descriptor_code``)."""
+    return f"descriptor_code({vector})::bit({dims})"
+
 
 _FACTS = ImageFacts.__struct_fields__
 """The image record, defined once (:class:`ImageFacts`): every column list below is made from it;
@@ -91,27 +101,32 @@ class Statement:
         return [values[name] for name in self.names]
 
 
-def _candidates_sql(dims: int, queries: str, source: str, scope: str) -> str:
+def _candidates_sql(dims: int, queries: str, source: str, scope: str, *, indexed: bool) -> str:
     """Candidates for every row of ``queries`` (``q``: n, vec, sha256, phash, exclude) among
     ``source`` (``i``): the nearest vectors, the same bytes, a shared hash band; one statement.
     Each query yields at least one row (``id`` NULL when nothing is near), all carrying the
     snapshot the statement saw.
 
     Every lookup takes at most ``:k`` rows, so many copies of one image (or many flat images
-    sharing a hash band) cost no more than ``:k`` candidates each.
+    sharing a hash band) cost no more than ``:k`` candidates each. ``indexed``: the nearest
+    vectors are the ``:shortlist`` nearest binary codes (the HNSW index) ranked by their exact
+    cosine; otherwise (a few rows) the exact cosine ranks them all, and no code is computed.
     ``scope``: a condition on ``i`` every candidate meets (its collection).
-    Parameters: ``:model``, ``:k`` and those of ``queries`` and ``scope``.
+    Parameters: ``:model``, ``:k``, ``:shortlist`` if ``indexed``, and those of ``queries`` and ``scope``.
     """
     vec = f"i.embedding::halfvec({dims})"
     comparable = f"vector_dims(i.embedding) = {dims} AND i.model = :model"
     similarity = f"CASE WHEN {comparable} THEN 1 - ({vec} <=> q.vec) ELSE 0 END AS similarity"
     band = "((i.phash >> {shift}) & {mask}) = ((q.phash >> {shift}) & {mask})"
+    # Same expression and predicate as the partial HNSW index, so the planner uses it.
+    shortlist = (
+        f"(SELECT * FROM {source} i WHERE {comparable} AND {scope}"
+        f" ORDER BY {_code(vec, dims)} <~> {_code('q.vec', dims)} LIMIT :shortlist) i"
+        if indexed
+        else f"{source} i WHERE {comparable} AND {scope}"
+    )
     lookups = [
-        # Same expression and predicate as the partial HNSW index, so the planner uses it.
-        (
-            f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {source} i"
-            f" WHERE {comparable} AND {scope} ORDER BY {vec} <=> q.vec LIMIT :k"
-        ),
+        f"SELECT 1 - ({vec} <=> q.vec) AS similarity, {_IMAGE_COLUMNS} FROM {shortlist} ORDER BY similarity DESC LIMIT :k",
         f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.sha256 = q.sha256 AND {scope} LIMIT :k",
     ] + [
         f"SELECT {similarity}, {_IMAGE_COLUMNS} FROM {source} i WHERE i.phash IS NOT NULL AND {scope}"
@@ -204,6 +219,7 @@ class PgVectorStore:
                 " WITH ORDINALITY AS q(vec, sha256, phash, exclude, n)",
                 "images",
                 "i.collection = :collection",
+                indexed=True,
             )
         )
         # Images stored by transactions that the snapshot :seen did not see: a few, compared directly.
@@ -219,6 +235,7 @@ class PgVectorStore:
                 " FROM images i WHERE i.request_id = :request_id AND i.model = :model) q",
                 "late",
                 "true",
+                indexed=False,
             )
         )
 
@@ -232,7 +249,7 @@ class PgVectorStore:
         """Load many rows without the HNSW index, then build it in one pass with parallel
         workers: several times faster than inserting into the index row by row. Searches
         meanwhile scan sequentially; meant for a new or mostly empty table."""
-        index = f"images_embedding_{self.dims}_hnsw_idx"
+        index = f"images_code_{self.dims}_hnsw_idx"
         await self.pool.execute(f"DROP INDEX IF EXISTS {index}")
         try:
             yield
@@ -241,8 +258,9 @@ class PgVectorStore:
                 await conn.execute(f"SET maintenance_work_mem = '{maintenance_mem}'")
                 await conn.execute(f"SET max_parallel_maintenance_workers = {max(1, (os.cpu_count() or 2) - 1)}")
                 await conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {index} ON images USING hnsw ((embedding::halfvec({self.dims}))"
-                    f" halfvec_cosine_ops) WITH ({options}) WHERE vector_dims(embedding) = {self.dims}",
+                    f"CREATE INDEX IF NOT EXISTS {index} ON images USING hnsw"
+                    f" (({_code(f'embedding::halfvec({self.dims})', self.dims)}) bit_hamming_ops) WITH ({options})"
+                    f" WHERE vector_dims(embedding) = {self.dims}",
                     timeout=MAINTENANCE_TIMEOUT_S,
                 )
                 await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
@@ -271,6 +289,7 @@ class PgVectorStore:
             *self._search.args(
                 model=model,
                 k=k,
+                shortlist=SHORTLIST * k,
                 vectors=[HalfVector(q.vector) for q in queries],
                 sha256s=[q.sha256 for q in queries],
                 phashes=[q.phash for q in queries],
