@@ -164,13 +164,16 @@ def test_a_copy_of_two_crops_joins_their_group_instead_of_leading_a_second_one()
     left, right = image("left.jpg", 1200, 750), image("right.jpg", 1180, 740)
     captioned = image("captioned.jpg", 1000, 625, quality=80)
     pairs = [pair(left, ORIGINAL, "near"), pair(right, ORIGINAL, "near")]
+    small = image("small.jpg", 400, 250, quality=70)  # ranks below the captioned copy
     pairs += [pair(captioned, left, "near"), pair(captioned, right, "near")]  # not paired with the original itself
-    [group] = grouping.groups([ORIGINAL, left, right, captioned], pairs)
+    pairs += [pair(small, ORIGINAL), pair(small, captioned, "near")]
+    [group] = grouping.groups([ORIGINAL, left, right, captioned, small], pairs)
     assert group.keep is ORIGINAL and {m.image.filename for m in group.members} == {
         "original.jpg",
         "left.jpg",
         "right.jpg",
         "captioned.jpg",
+        "small.jpg",
     }
     assert next(m for m in group.members if m.image is captioned).via in {left.id, right.id}
 

@@ -7,15 +7,17 @@ as the path to the group's best copy crosses at most :data:`MAX_NEAR_LINKS` ``ne
 (crops, rotations, overlays): exact and near-exact pairs are the same picture, so they pass
 freely. A collage pairs with each of its photos, but it ranks below them, so it cannot pull
 them together: it joins one, and a photo left without members leads a group of its own
-duplicates (the collage then sits in two groups, as it holds both). An image that cannot join
-that way but whose duplicates all rank above it, are two or more, and all sit in one group joins
-that group (a captioned copy of two crops of one photo): it pairs with more than one of the
-group's members, so it is not a chain through one partial match.
+duplicates (the collage then sits in two groups, as it holds both). An image left alone that
+way, whose duplicates all sit in one group and two or more of them rank above it, joins that
+group (a captioned copy of two crops of one photo): it pairs with more than one of the group's
+members, so it is not a chain through one partial match, and a photo whose only duplicates are
+collages (which rank below it) still leads its own group.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -80,13 +82,13 @@ def groups(images: Sequence[StoredImage], pairs: Iterable[Pair], policy: KeeperP
                 leader[image.id], near_links[image.id], joined[image.id] = leader[link.via], crossed, link
                 break
         else:
-            corroborated = len(better) == len(links[image.id]) >= CORROBORATING
-            if corroborated and len({leader[link.via] for link in better}) == 1:
-                link = better[0]
-                leader[image.id], joined[image.id] = leader[link.via], link
-                near_links[image.id] = near_links[link.via] + (link.kind == "near")
-            else:
-                leader[image.id], near_links[image.id] = image.id, 0
+            leader[image.id], near_links[image.id] = image.id, 0
+    led = Counter(leader.values())
+    for image in ranked:  # alone, though all its duplicates sit in one group: it joins that group
+        better = [link for other, link in links[image.id].items() if position[other] < position[image.id]]
+        if led[image.id] == 1 and len(better) >= CORROBORATING and len({leader[o] for o in links[image.id]}) == 1:
+            link = min(better, key=lambda link: position[link.via])
+            leader[image.id], joined[image.id] = leader[link.via], link
     members: dict[uuid.UUID, list[uuid.UUID]] = {}
     for image in ranked:
         members.setdefault(leader[image.id], []).append(image.id)
