@@ -231,6 +231,7 @@ async def main() -> None:
                         store, request_id, 10, images(vectors, 2 * 10**9 + 100 * n), model=MODEL, rules=rules
                     )
                 recorded, live = await latency(store, rules, ids)
+                print(f"{target:,} rows: build {build_s:.1f} s, index {size:,.0f} MB, ingest {rate:,.0f} img/s", flush=True)
                 probes = 50 if target <= 100_000 else 20  # exact search scans the whole table per query
                 recall = await recall_at_10(store, source.draw(probes), rules.neighbours)
                 for ef in (int(e) for e in args.tune.split(",")):
