@@ -1,6 +1,6 @@
 """HTTP ingest of the real service against the bare model, in one run.
 
-    python bench/ingest.py [--models efficientnet_lite0,resnet50] [--clients 8] [--per-request 16]
+    python bench/ingest.py [--models efficientnet_lite0,resnet50] [--runtimes auto] [--clients 8] [--per-request 16]
                            [--seconds 30] [--decode-workers 0] [--batch-size 16]
 
 For each model: the bare model's img/s (``Embedder.predict`` on ready-made pixels, the
@@ -35,10 +35,9 @@ from dupdetect.settings import ModelSettings  # noqa: E402
 from tests.processes import cli_env, free_port, start_serve, wait_ready  # noqa: E402
 
 
-def bare_rate(settings: ModelSettings, seconds: float) -> float:
-    embedder = Embedder(settings)
+def bare_rate(embedder: Embedder, seconds: float) -> float:
     embedder.load()
-    pixels = np.random.default_rng(0).integers(0, 255, (settings.batch_size, 224, 224, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 255, (embedder.settings.batch_size, 224, 224, 3), dtype=np.uint8)
     embedder.predict(pixels)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -80,6 +79,7 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=0, help="0: one per core (the default)")
     parser.add_argument("--batch-size", type=int, default=ModelSettings().batch_size)
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the service; 0: one per core")
+    parser.add_argument("--runtimes", default="auto", help="DUPDETECT_RUNTIME values to compare (auto,torch,onnx)")
     parser.add_argument("--no-geometric-check", action="store_true", help="DUPDETECT_GEOMETRIC_CHECK=false")
     args = parser.parse_args()
     photos = mixed_set(64)
@@ -88,34 +88,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dupdetect-bench-ingest-") as tmp:
         for model in args.models.split(","):
             weights, kind = weights_file(model, Path(tmp))
-            settings = ModelSettings(model=model, weights_file=weights, batch_size=args.batch_size)
-            bare = bare_rate(settings, min(args.seconds, 15.0))
-            port = free_port()
-            env = cli_env(
-                DUPDETECT_MODEL=model,
-                DUPDETECT_DATA_DIR=str(Path(tmp) / model),
-                DUPDETECT_LOG_LEVEL="warning",
-                DUPDETECT_DECODE_WORKERS=str(args.decode_workers),
-                DUPDETECT_BATCH_SIZE=str(args.batch_size),
-                DUPDETECT_THREADS=str(args.threads),
-                DUPDETECT_RATE_LIMIT="0",  # one address, many clients
-                DUPDETECT_GEOMETRIC_CHECK=str(not args.no_geometric_check).lower(),
-                **({"DUPDETECT_WEIGHTS_FILE": str(weights)} if weights else {}),
-            )
-            proc = start_serve(env, port)
-            try:
-                wait_ready(proc, port)
-                rate = asyncio.run(http_rate(f"http://127.0.0.1:{port}", photos, args.clients, args.per_request, args.seconds))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            rows.append([model, kind, f"{bare:.1f}", f"{rate:.1f}", f"{rate / bare:.2f}"])
-            print(rows[-1], flush=True)
+            for runtime in args.runtimes.split(","):
+                settings = ModelSettings(model=model, weights_file=weights, batch_size=args.batch_size, runtime=runtime)
+                embedder = Embedder(settings)
+                bare = bare_rate(embedder, min(args.seconds, 15.0))
+                port = free_port()
+                env = cli_env(
+                    DUPDETECT_MODEL=model,
+                    DUPDETECT_DATA_DIR=str(Path(tmp) / f"{model}-{runtime}"),
+                    DUPDETECT_LOG_LEVEL="warning",
+                    DUPDETECT_DECODE_WORKERS=str(args.decode_workers),
+                    DUPDETECT_BATCH_SIZE=str(args.batch_size),
+                    DUPDETECT_THREADS=str(args.threads),
+                    DUPDETECT_RUNTIME=runtime,
+                    DUPDETECT_RATE_LIMIT="0",  # one address, many clients
+                    DUPDETECT_GEOMETRIC_CHECK=str(not args.no_geometric_check).lower(),
+                    **({"DUPDETECT_WEIGHTS_FILE": str(weights)} if weights else {}),
+                )
+                proc = start_serve(env, port)
+                try:
+                    wait_ready(proc, port)
+                    rate = asyncio.run(
+                        http_rate(f"http://127.0.0.1:{port}", photos, args.clients, args.per_request, args.seconds)
+                    )
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                rows.append(
+                    [model, kind, f"{embedder.precision} {embedder.runtime}", f"{bare:.1f}", f"{rate:.1f}", f"{rate / bare:.2f}"]
+                )
+                print(rows[-1], flush=True)
     table(
         f"bench/ingest.py on {device} ({platform.machine()}): {args.clients} clients × {args.per_request} photos,"
         f" decode workers {args.decode_workers or os.cpu_count()}, torch threads {args.threads or os.cpu_count()},"
         f" batch {args.batch_size}",
-        ["model", "weights", "bare model img/s", "HTTP ingest img/s", "ingest ÷ bare"],
+        ["model", "weights", "precision, runtime", "bare model img/s", "HTTP ingest img/s", "ingest ÷ bare"],
         rows,
     )
 

@@ -98,6 +98,44 @@ def test_bf16_agrees_with_fp32_on_real_photos(lite0: Embedder) -> None:
     assert agreement.min() >= 0.999, agreement
 
 
+def test_onnx_runtime_gives_torchs_vectors_on_real_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    reference = Embedder(ModelSettings(model="efficientnet_lite0", precision="fp32", runtime="torch"))
+    onnx = Embedder(ModelSettings(model="efficientnet_lite0", runtime="onnx"))
+    reference.load()
+    onnx.load()
+    assert (reference.runtime, onnx.runtime, onnx.precision) == ("torch", "onnx", "fp32")
+    for batch in (pixels(*(jpeg(name) for name in PHOTOS)), pixels(jpeg("coffee"))):  # any batch size
+        agreement = (reference.predict(batch) * onnx.predict(batch)).sum(axis=1)
+        assert agreement.min() >= 0.9999, agreement
+
+
+def test_the_onnx_export_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    settings = ModelSettings(model="efficientnet_lite0", runtime="onnx")
+    first = Embedder(settings)
+    first.load()
+    [graph] = (tmp_path / "dupdetect" / "onnx").glob("*.onnx")
+    exported = graph.stat().st_mtime_ns
+    expected = first.predict(pixels(jpeg("chelsea")))
+    second = Embedder(settings)
+    second.load()
+    assert graph.stat().st_mtime_ns == exported  # read back, not exported again
+    np.testing.assert_array_equal(second.predict(pixels(jpeg("chelsea"))), expected)
+    graph.write_bytes(b"not a graph")
+    third = Embedder(settings)
+    third.load()  # starts anyway, and repairs the cache
+    np.testing.assert_allclose(third.predict(pixels(jpeg("chelsea"))), expected, atol=1e-6)
+    assert graph.stat().st_size > 1_000_000
+
+
+def test_fp32_on_the_cpu_runs_on_onnx_runtime_and_bf16_on_torch() -> None:
+    assert Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="fp32")).runtime == "onnx"
+    assert Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="bf16")).runtime == "torch"
+    forced = Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="fp32", runtime="torch"))
+    assert forced.runtime == "torch"
+
+
 def test_resnet_loads_from_a_weights_file(resnet18_file: Path, empty_torch_home: Path) -> None:
     embedder = Embedder(ModelSettings(model="resnet18", weights_file=resnet18_file, weights_download=False))
     embedder.load()

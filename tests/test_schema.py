@@ -39,6 +39,7 @@ async def test_upgrade_creates_tables_indexes_and_view(empty_dsn: str) -> None:
             definition = indexes[f"images_code_{dims}_hnsw_idx"]
             assert "USING hnsw" in definition and f"descriptor_code((embedding)::halfvec({dims}))" in definition
             assert f"::bit({dims})) bit_hamming_ops" in definition
+            assert "m='32'" in definition  # enough links to reach every near-copy at 1M rows
         columns = {
             row["column_name"]: row["data_type"]
             for row in await conn.fetch(

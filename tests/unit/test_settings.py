@@ -70,3 +70,10 @@ def test_a_value_out_of_a_list_is_answered_with_the_list() -> None:
 
 def test_other_variables_are_ignored() -> None:
     assert load_settings({"HOME": "/root", "PATH": "/bin"}) == Settings()
+
+
+@pytest.mark.parametrize("conflict", [{"DUPDETECT_PRECISION": "bf16"}, {"DUPDETECT_DEVICE": "cuda"}])
+def test_the_onnx_runtime_refuses_what_it_cannot_run(conflict: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="DUPDETECT_RUNTIME=onnx runs fp32 on the CPU"):
+        load_settings({"DUPDETECT_RUNTIME": "onnx", **conflict})
+    assert load_settings({"DUPDETECT_RUNTIME": "onnx"}).model.runtime == "onnx"

@@ -6,9 +6,11 @@ one unit vector out. ``predict`` is blocking; the batching worker owns the only 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +109,16 @@ class Embedder:
         self.name = descriptor_name(settings.model, settings.image_size)
         self.dims = spec.dims
         self.image_size = settings.image_size
+        onnx = settings.runtime == "onnx"
         self.device = torch.device(
-            "cuda" if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()) else "cpu"
+            "cuda"
+            if not onnx and (settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()))
+            else "cpu"
         )
-        self.precision = self._choose_precision()
-        self._module: Descriptor | None = None
+        self.precision = "fp32" if onnx else self._choose_precision()
+        cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
+        self.runtime = "onnx" if onnx or (settings.runtime == "auto" and cpu_fp32) else "torch"
+        self._forward: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def _choose_precision(self) -> str:
@@ -124,10 +131,11 @@ class Embedder:
     def load(self) -> None:
         """Resolve weights, build, warm up. Raises WeightsError with instructions."""
         with self._lock:
-            if self._module is not None:
+            if self._forward is not None:
                 return
+            threads = self.settings.threads or os.cpu_count() or 1
             if self.device.type == "cpu":
-                torch.set_num_threads(self.settings.threads or os.cpu_count() or 1)
+                torch.set_num_threads(threads)
             spec = BACKBONES[self.settings.model]
             path = weights.locate(self.settings.model, self.settings.weights_file, self.settings.weights_download)
             trunk = spec.build()
@@ -138,16 +146,26 @@ class Embedder:
             bf16 = self.precision == "bf16"
             module = Descriptor(fold_batch_norms(trunk.eval(), depthwise=not bf16), spec.mean, spec.std, bf16=bf16)
             module = module.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
-            with torch.inference_mode():
-                module(torch.zeros((1, self.image_size, self.image_size, 3), dtype=torch.uint8, device=self.device))
-            self._module = module
-            log.info("model %s loaded from %s on %s (%s)", self.name, path, self.device, self.precision)
+            if self.runtime == "onnx":
+                from dupdetect.embedding import onnx_runtime  # here alone: hosts that never run it need not install it
+
+                key = onnx_runtime.cache_key(path, self.name)
+                forward = onnx_runtime.load(module, key=key, image_size=self.image_size, threads=threads)
+            else:
+                forward = functools.partial(_torch_forward, module, self.device)
+            forward(np.zeros((1, self.image_size, self.image_size, 3), dtype=np.uint8))  # warm-up
+            self._forward = forward
+            log.info("model %s loaded from %s on %s (%s, %s)", self.name, path, self.device, self.precision, self.runtime)
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dims)."""
-        if self._module is None:
+        if self._forward is None:
             raise RuntimeError("Embedder.load() first")
-        with torch.inference_mode():
-            batch = torch.from_numpy(pixels).to(self.device, non_blocking=True)
-            vectors: np.ndarray = self._module(batch).cpu().numpy()
-            return vectors
+        return self._forward(pixels)
+
+
+def _torch_forward(module: Descriptor, device: torch.device, pixels: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        batch = torch.from_numpy(pixels).to(device, non_blocking=True)
+        vectors: np.ndarray = module(batch).cpu().numpy()
+        return vectors
