@@ -23,27 +23,15 @@ import time
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.embed import mixed_set, table, weights_file  # noqa: E402
+from bench.embed import bare_rate, mixed_set, table, weights_file  # noqa: E402
 from dupdetect.embedding.model import Embedder  # noqa: E402
 from dupdetect.settings import ModelSettings  # noqa: E402
 from tests.processes import cli_env, free_port, start_serve, wait_ready  # noqa: E402
-
-
-def bare_rate(embedder: Embedder, seconds: float) -> float:
-    embedder.load()
-    pixels = np.random.default_rng(0).integers(0, 255, (embedder.settings.batch_size, 224, 224, 3), dtype=np.uint8)
-    embedder.predict(pixels)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        embedder.predict(pixels)
-        done += len(pixels)
-    return done / (time.perf_counter() - started)
 
 
 async def http_rate(base_url: str, photos: list[bytes], clients: int, per_request: int, seconds: float) -> float:
@@ -91,7 +79,8 @@ def main() -> None:
             for runtime in args.runtimes.split(","):
                 settings = ModelSettings(model=model, weights_file=weights, batch_size=args.batch_size, runtime=runtime)
                 embedder = Embedder(settings)
-                bare = bare_rate(embedder, min(args.seconds, 15.0))
+                embedder.load()
+                bare = bare_rate(embedder, args.batch_size, min(args.seconds, 15.0))
                 port = free_port()
                 env = cli_env(
                     DUPDETECT_MODEL=model,

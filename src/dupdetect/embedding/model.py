@@ -136,26 +136,29 @@ class Embedder:
             threads = self.settings.threads or os.cpu_count() or 1
             if self.device.type == "cpu":
                 torch.set_num_threads(threads)
-            spec = BACKBONES[self.settings.model]
             path = weights.locate(self.settings.model, self.settings.weights_file, self.settings.weights_download)
-            trunk = spec.build()
-            try:
-                trunk.load_state_dict(weights.load_state_dict(path, self.settings.model))
-            except RuntimeError as exc:
-                raise weights.WeightsError(f"{path} does not fit {self.settings.model}: {exc}") from exc
-            bf16 = self.precision == "bf16"
-            module = Descriptor(fold_batch_norms(trunk.eval(), depthwise=not bf16), spec.mean, spec.std, bf16=bf16)
-            module = module.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+            build = functools.partial(self._build, path)
             if self.runtime == "onnx":
                 from dupdetect.embedding import onnx_runtime  # here alone: hosts that never run it need not install it
 
                 key = onnx_runtime.cache_key(path, self.name)
-                forward = onnx_runtime.load(module, key=key, image_size=self.image_size, threads=threads)
+                forward = onnx_runtime.load(build, key=key, image_size=self.image_size, threads=threads)
             else:
-                forward = functools.partial(_torch_forward, module, self.device)
+                forward = functools.partial(_torch_forward, build(), self.device)
             forward(np.zeros((1, self.image_size, self.image_size, 3), dtype=np.uint8))  # warm-up
             self._forward = forward
             log.info("model %s loaded from %s on %s (%s, %s)", self.name, path, self.device, self.precision, self.runtime)
+
+    def _build(self, path: Path) -> Descriptor:
+        spec = BACKBONES[self.settings.model]
+        trunk = spec.build()
+        try:
+            trunk.load_state_dict(weights.load_state_dict(path, self.settings.model))
+        except RuntimeError as exc:
+            raise weights.WeightsError(f"{path} does not fit {self.settings.model}: {exc}") from exc
+        bf16 = self.precision == "bf16"
+        module = Descriptor(fold_batch_norms(trunk.eval(), depthwise=not bf16), spec.mean, spec.std, bf16=bf16)
+        return module.eval().to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload,no-any-return]  # torch's stubs omit memory_format
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dims)."""

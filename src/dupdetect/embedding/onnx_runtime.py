@@ -87,12 +87,13 @@ def _store(path: Path, graph: bytes) -> None:
         log.warning("the exported model is not cached (%s): each start exports it again", exc)
 
 
-def load(module: nn.Module, *, key: str, image_size: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from uint8 (N, S, S, 3) to float32 (N, D), exported or read from the cache."""
+def load(build: Callable[[], nn.Module], *, key: str, image_size: int, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from uint8 (N, S, S, 3) to float32 (N, D), read from the cache or exported
+    from the module ``build`` makes (only then: a cached graph needs no torch module)."""
     path = cache_dir() / f"{key}.onnx"
     session = _cached_session(path, threads)
     if session is None:
-        graph = export(module, image_size)
+        graph = export(build(), image_size)
         _store(path, graph)
         session = _session(graph, threads)
     name = session.get_inputs()[0].name
