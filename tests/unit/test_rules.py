@@ -16,6 +16,7 @@ from dupdetect.images.rules import (
     MAX_CHECKS,
     RECORDED,
     WEAK_DESCRIPTOR,
+    Decided,
     Rules,
     as_pairs,
     decide,
@@ -190,3 +191,22 @@ def test_pairs_are_recorded_from_the_image_to_its_duplicate() -> None:
     found = decide(query(), propose(query(), [Candidate(image=b, similarity=0.9)], RULES), {}, RULES)
     [pair] = as_pairs([a], [found])
     assert (pair.image_id, pair.duplicate_id, pair.kind) == (a, b.id, "near")
+
+
+def test_a_pass_checks_each_pair_once_and_the_other_side_takes_its_verdict() -> None:
+    a, b, stranger = stored(), stored(), stored()
+    keypoints = {a.id: KEYPOINTS, b.id: COPY, stranger.id: OTHER}
+    decided: Decided = {}
+    from_a = Query(vector=np.zeros(4, np.float32), sha256="a", phash=None, exclude=a.id, keypoints=KEYPOINTS)
+    candidates = [Candidate(image=b, similarity=0.9), Candidate(image=stranger, similarity=0.9)]
+    [found] = decide(from_a, propose(from_a, candidates, RULES), keypoints, RULES, decided)
+    assert found.image.id == b.id and found.matched_points
+    # From b's side, with keypoints that could not confirm anything (a plain picture), the pair
+    # stands as found from a's; the refuted stranger is checked again, and refuted again.
+    from_b = Query(vector=np.zeros(4, np.float32), sha256="b", phash=None, exclude=b.id, keypoints=PLAIN)
+    back = [Candidate(image=a, similarity=0.9)]
+    assert decide(from_b, propose(from_b, back, RULES), keypoints, RULES) == []
+    [again] = decide(from_b, propose(from_b, back, RULES), keypoints, RULES, decided)
+    assert (again.image.id, again.kind, again.matched_points) == (a.id, found.kind, found.matched_points)
+    from_stranger = Query(vector=np.zeros(4, np.float32), sha256="s", phash=None, exclude=stranger.id, keypoints=OTHER)
+    assert decide(from_stranger, propose(from_stranger, back, RULES), keypoints, RULES, decided) == []

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 
-from dupdetect.images.rules import RECORDED, Rules, as_pairs, decide, propose, rank, within_request
+from dupdetect.images.rules import RECORDED, Decided, Rules, as_pairs, decide, propose, rank, within_request
 from dupdetect.store.base import Candidate, Match, NewImage, Pair, Query, ReviewStore, StoredImage, VectorStore
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,12 @@ async def classify(
     found: Iterable[list[Candidate]],
     rules: Rules,
     known: Mapping[uuid.UUID, bytes] | None = None,
+    decided: Decided | None = None,
 ) -> list[list[Match]]:
     """Each query's candidates → its duplicates, strongest first, at most :data:`RECORDED`.
     ``known``: keypoints already at hand (images of the request being stored). A stored query
     (``exclude`` set) without keypoints gets its own from the store, in the same round trip as
-    its candidates'."""
+    its candidates'. ``decided``: see :data:`dupdetect.images.rules.Decided`."""
     proposals = [propose(query, candidates, rules) for query, candidates in zip(queries, found, strict=True)]
     keypoints = dict(known or {})
     checkable = [q.keypoints is not None or q.exclude is not None for q in queries]
@@ -41,14 +42,14 @@ async def classify(
     }
     wanted -= keypoints.keys()
     if not wanted:  # nothing to check geometrically: no store round trip, no thread
-        return [decide(query, ps, keypoints, rules) for query, ps in zip(queries, proposals, strict=True)]
+        return [decide(query, ps, keypoints, rules, decided) for query, ps in zip(queries, proposals, strict=True)]
     keypoints.update(await store.keypoints(sorted(i for i in wanted if i is not None)))
     queries = [
         msgspec.structs.replace(q, keypoints=keypoints.get(q.exclude)) if q.keypoints is None and q.exclude else q
         for q in queries
     ]
     return await asyncio.to_thread(
-        lambda: [decide(query, ps, keypoints, rules) for query, ps in zip(queries, proposals, strict=True)]
+        lambda: [decide(query, ps, keypoints, rules, decided) for query, ps in zip(queries, proposals, strict=True)]
     )
 
 
@@ -131,7 +132,12 @@ async def _write_request(
 
 
 async def _search_stored(
-    store: VectorStore, stored: list[tuple[StoredImage, np.ndarray]], *, model: str, rules: Rules
+    store: VectorStore,
+    stored: list[tuple[StoredImage, np.ndarray]],
+    *,
+    model: str,
+    rules: Rules,
+    decided: Decided | None = None,
 ) -> dict[uuid.UUID, list[Match]]:
     """Live search for stored images; vectors of another model (kept under
     DUPDETECT_ALLOW_MODEL_CHANGE) are never compared."""
@@ -140,7 +146,7 @@ async def _search_stored(
         return {}
     queries = [Query(vector=vector, sha256=image.sha256, phash=image.phash, exclude=image.id) for image, vector in comparable]
     search = await store.candidates(queries, model=model, k=rules.neighbours)
-    found = await classify(store, queries, search.found, rules)
+    found = await classify(store, queries, search.found, rules, decided=decided)
     return {image.id: matches for (image, _), matches in zip(comparable, found, strict=True)}
 
 
@@ -151,10 +157,11 @@ async def settle_pending(
     concurrent comparison, or a bulk load): one batched k-NN search per request, every pair
     once. Returns (requests settled, pairs newly recorded)."""
     settled = pairs = 0
+    decided: Decided = {}
     for collection, request_id in await store.unsettled_requests(older_than_s):
         scoped = store.scoped(collection)
         stored = await scoped.request_images(request_id)
-        found = await _search_stored(scoped, stored, model=model, rules=rules)
+        found = await _search_stored(scoped, stored, model=model, rules=rules, decided=decided)
         pairs += await scoped.settle(request_id, as_pairs(found.keys(), found.values()), model=model)
         settled += 1
         if progress is not None:

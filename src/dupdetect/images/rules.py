@@ -129,14 +129,29 @@ def propose(query: Query, candidates: Iterable[Candidate], rules: Rules) -> list
     return sorted(best.values(), key=lambda p: (p.decided != "exact", not p.trusted, not p.hash_match, -p.similarity))
 
 
-def decide(query: Query, proposals: list[Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules) -> list[Match]:
+Decided = dict[tuple[uuid.UUID, uuid.UUID], tuple[Kind, int | None]]
+"""Pairs one pass over stored images has found so far, (image, its duplicate) → (kind, matched
+points), so that the other image of a pair takes the verdict instead of checking it again:
+in a picture's cluster of n copies every pair comes up from both sides, n² geometric checks
+where n²/2 decide the same pairs. A pair that was not found from one side is still checked
+from the other."""
+
+
+def decide(
+    query: Query, proposals: list[Proposal], keypoints: Mapping[uuid.UUID, bytes], rules: Rules, decided: Decided | None = None
+) -> list[Match]:
     """The geometric stage: at most :data:`RECORDED` matches, checking the most likely first
-    (hash matches, then by similarity) and giving up after :data:`MAX_CHECKS` checks that fail."""
+    (hash matches, then by similarity) and giving up after :data:`MAX_CHECKS` checks that fail.
+    ``decided``: the pairs of the pass so far (read, taken and added to)."""
     found: list[Match] = []
     failed = 0
     for proposal in proposals:
         if len(found) >= RECORDED:
             break
+        earlier = decided.pop((proposal.image.id, query.exclude), None) if decided is not None and query.exclude else None
+        if earlier is not None:  # found from the other side: the same pair, not checked twice
+            found.append(Match(image=proposal.image, similarity=proposal.similarity, kind=earlier[0], matched_points=earlier[1]))
+            continue
         theirs = keypoints.get(proposal.image.id)
         checked = proposal.decided is None and query.keypoints is not None and theirs is not None
         if checked and failed == MAX_CHECKS:
@@ -146,6 +161,8 @@ def decide(query: Query, proposals: list[Proposal], keypoints: Mapping[uuid.UUID
             found.append(match)
         elif checked:
             failed += 1
+    if decided is not None and query.exclude is not None:
+        decided.update(((query.exclude, m.image.id), (m.kind, m.matched_points)) for m in found)
     return sorted(found, key=rank)
 
 
