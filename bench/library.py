@@ -23,20 +23,18 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image, ImageEnhance, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.embed import nature_photos, skimage_photos, table, wallpapers  # noqa: E402
-from bench.peers import cpu_name, tree_pss  # noqa: E402
+from bench.peers import PeakMemory, cpu_name  # noqa: E402
 
 SIDE = (1224, 816)
 """~1 MP, 3:2, landscape (portrait for every fifth photo)."""
@@ -95,24 +93,16 @@ def main() -> None:
     make_folder(args.folder, args.photos)
     files = sorted(args.folder.rglob("IMG_*.jpg"))[: args.photos]
     print(f"{len(files)} photos in {args.folder} ({time.time() - started:.0f} s to make)", file=sys.stderr)
+    if len(files) < args.photos:
+        sys.exit(f"only {len(files)} photos in {args.folder}")
     with tempfile.TemporaryDirectory(prefix="dupdetect-library-") as data:
         env = {**os.environ, "DUPDETECT_MODEL": "efficientnet_lite0", "DUPDETECT_DATA_DIR": data}
-        if len(files) < args.photos:
-            sys.exit(f"only {len(files)} photos in {args.folder}")
         command = [str(Path(sys.executable).with_name("dupdetect")), "ingest", str(args.folder)]
         started = time.time()
         summary = Path(data) / "summary.txt"  # the command's last words: what it did, what failed
-        child = subprocess.Popen(command, env=env, stdout=summary.open("wb"), stderr=subprocess.PIPE)
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            process = psutil.Process(child.pid)
-            while not done.wait(0.5):
-                peak = max(peak, tree_pss(process, started))
-
-        threading.Thread(target=sample, daemon=True).start()
+        with summary.open("wb") as said_file:
+            child = subprocess.Popen(command, env=env, stdout=said_file, stderr=subprocess.PIPE)
+        memory = PeakMemory(child.pid, started, every=0.5)
         marks: list[tuple[str, int, float]] = []  # (stage, photos, seconds since start)
         buffer = b""
         assert child.stderr is not None
@@ -123,11 +113,11 @@ def main() -> None:
                 if found := PROGRESS.search(line.decode(errors="replace")):
                     stage, count = found[1], int(found[2])
                     last = next((n for s, n, _ in reversed(marks) if s == stage), 0)
-                    if count // args.every > last // args.every or count == int(found[3]):
+                    if count > last and (count // args.every > last // args.every or count == int(found[3])):
                         marks.append((stage, count, time.time() - started))
         child.wait()
         wall = time.time() - started
-        done.set()
+        peak = memory.stop()
         database = sum(f.stat().st_size for f in Path(data).rglob("*") if f.is_file())
         said = summary.read_text(errors="replace").splitlines()
     if child.returncode not in (0, 1):  # 1: it ran, and some files failed (listed)

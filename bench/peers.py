@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -111,30 +112,41 @@ def tree_pss(root: psutil.Process, started: float) -> int:
     return sum(_pss(p.pid) for p in members)
 
 
+class PeakMemory:
+    """The largest :func:`tree_pss` of a running child, sampled in a thread until :meth:`stop`."""
+
+    def __init__(self, pid: int, started: float, every: float) -> None:
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(psutil.Process(pid), started, every), daemon=True)
+        self._thread.start()
+
+    def _sample(self, process: psutil.Process, started: float, every: float) -> None:
+        while not self._done.wait(every):
+            self.peak = max(self.peak, tree_pss(process, started))
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+@dataclass
 class Run:
-    def __init__(self, wall: float, cpu: float, peak: int, groups: list[list[str]]) -> None:
-        self.wall, self.cpu, self.peak, self.groups = wall, cpu, peak, groups
+    wall: float
+    cpu: float
+    peak: int
+    groups: list[list[str]]
 
 
 def measure(command: list[str], out: Path, env: dict[str, str], *, scan_report: bool) -> Run | None:
     """One run; its CPU time leaves out this process's own (the sampling)."""
     started, busy, own = time.time(), _busy_seconds(), time.process_time()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        process = psutil.Process(child.pid)
-        while not done.wait(0.25):
-            peak = max(peak, tree_pss(process, started))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    memory = PeakMemory(child.pid, started, every=0.25)
     _, stderr = child.communicate()
     wall, cpu = time.time() - started, _busy_seconds() - busy - (time.process_time() - own)
-    done.set()
-    sampler.join()
+    peak = memory.stop()
     if child.returncode != 0:
         print(f"{command[0]} … failed ({child.returncode}): {stderr.decode(errors='replace')[-600:]}", file=sys.stderr)
         return None
