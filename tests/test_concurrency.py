@@ -102,3 +102,18 @@ async def test_an_ingest_cut_off_before_its_concurrent_check_gets_its_pairs_late
         [(_, matches)] = await images.duplicates(cut_off)
         assert [match.image.filename for match in matches] == ["a.jpg"]
         assert await images.store.unsettled_requests(older_than_s=0) == []
+
+
+async def test_a_pass_over_many_unsettled_requests_at_once_settles_each_and_records_each_pair_once(
+    settings: Settings, dsn: str
+) -> None:
+    """A folder's k-NN pass works on two requests together: each request is settled once, and a
+    pair whose images sit in two requests in progress together is recorded once."""
+    async with running(settings) as runtime:
+        images = runtime.images
+        for name in PHOTOS:
+            for variant, payload in (("a", jpeg(name)), ("edit", edited_copy(name))):
+                await images.add_unsearched([Item(index=0, filename=f"{name}-{variant}.jpg", data=payload)])
+        assert await images.settle_pending(older_than_s=0, at_once=2) == (2 * len(PHOTOS), len(PHOTOS))
+        assert await images.settle_pending(older_than_s=0, at_once=2) == (0, 0)
+    _assert_each_pair_once(await _recorded_pairs(dsn), {frozenset((f"{n}-a.jpg", f"{n}-edit.jpg")) for n in PHOTOS})

@@ -4,6 +4,9 @@ ResNet path with a weights file the test writes, the resolution order, bf16 and 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,8 @@ from torchvision import models
 from dupdetect.embedding import weights
 from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.embedding.decode import decode
-from dupdetect.embedding.model import Embedder, fold_batch_norms
+from dupdetect.embedding.model import Embedder
+from dupdetect.embedding.torch_model import fold_batch_norms
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
 from dupdetect.settings import ModelSettings
@@ -127,6 +131,40 @@ def test_the_onnx_export_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path
     third.load()  # starts anyway, and repairs the cache
     np.testing.assert_allclose(third.predict(pixels(jpeg("chelsea"))), expected, atol=1e-6)
     assert graph.stat().st_size > 1_000_000
+
+
+_WITHOUT_TORCH = """
+import sys
+import numpy as np
+import dupdetect.app, dupdetect.cli, dupdetect.folders.scan, dupdetect.embedding.pipeline
+from dupdetect.embedding.model import Embedder
+from dupdetect.settings import ModelSettings
+embedder = Embedder(ModelSettings(model="efficientnet_lite0", runtime="onnx"))
+embedder.load()
+print(embedder.predict(np.zeros((1, 224, 224, 3), np.uint8)).shape[1])
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "torchvision")))
+"""
+
+
+def test_a_start_on_the_cached_onnx_graph_never_imports_torch(tmp_path: Path) -> None:
+    """torch and torchvision take ~500 MB once imported: the service, the CLI and a scan on the
+    cached graph (fp32 CPUs) leave them out."""
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    run = [sys.executable, "-c", _WITHOUT_TORCH]
+    first = subprocess.run(run, env=environment, capture_output=True, text=True, check=True, timeout=300)
+    assert first.stdout.split("\n")[0] == "1280" and "'torch'" in first.stdout  # the export needs torch
+    again = subprocess.run(run, env=environment, capture_output=True, text=True, check=True, timeout=300)
+    assert again.stdout.split("\n")[:2] == ["1280", "[]"], again.stdout
+
+
+def test_weights_are_looked_for_where_torch_hub_keeps_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for model in weights.TORCHVISION_MODELS:
+        assert weights.torchvision_url(model) == models.get_model_weights(model).IMAGENET1K_V1.url
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    for variable in ("XDG_CACHE_HOME", "TORCH_HOME"):
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+        assert weights.hub_cache_path("resnet50") == Path(torch.hub.get_dir()) / "checkpoints" / "resnet50-0676ba61.pth"
+        assert weights.hub_cache_path("resnet50").is_relative_to(tmp_path / variable)
 
 
 def test_fp32_on_the_cpu_runs_on_onnx_runtime_and_bf16_on_torch() -> None:

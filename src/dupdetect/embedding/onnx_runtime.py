@@ -5,13 +5,15 @@ There torch runs fp32 eager, and ONNX Runtime runs the same graph 1.15–1.5× (
 tests/test_embedding.py): fused kernels, no per-layer Python. The graph is exported from the
 loaded torch module, so weights, folded BatchNorms and the GeM head are the torch path's.
 An export takes ~10 s, so it is kept in ``$XDG_CACHE_HOME/dupdetect/onnx`` under a digest of
-the weights file, the descriptor and the torch version; an unreadable cache is re-exported.
+the weights file, the descriptor and the torch version; an unreadable cache is re-exported. A
+start that finds its graph there never imports torch (~500 MB of memory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import io
 import logging
 import os
@@ -19,11 +21,13 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,8 @@ def cache_dir() -> Path:
 
 def cache_key(weights: Path, descriptor: str) -> str:
     """Changes whenever the exported graph could: other weights, head, input size or exporter."""
-    digest = hashlib.sha256(f"{descriptor}|torch {torch.__version__}|".encode())
+    exporter = importlib.metadata.version("torch")  # read from its metadata: importing torch costs ~500 MB
+    digest = hashlib.sha256(f"{descriptor}|torch {exporter}|".encode())
     with weights.open("rb") as file:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
@@ -43,6 +48,8 @@ def cache_key(weights: Path, descriptor: str) -> str:
 
 def export(module: nn.Module, image_size: int) -> bytes:
     """The module as an ONNX graph taking uint8 (N, S, S, 3) for any N."""
+    import torch
+
     example = torch.zeros((2, image_size, image_size, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # The exporter reports its progress on stdout, which `scan --json` owns, and its passes at INFO.

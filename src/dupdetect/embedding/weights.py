@@ -12,20 +12,32 @@ import os
 import tempfile
 import urllib.request
 from pathlib import Path
-
-import torch
-from torchvision import models
+from typing import TYPE_CHECKING
 
 from dupdetect.errors import OperatorError
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
-TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+TORCHVISION_URLS = {
+    model: f"https://download.pytorch.org/models/{model}-{digest}.pth"
+    for model, digest in (
+        ("resnet18", "f37072fd"),
+        ("resnet34", "b627a593"),
+        ("resnet50", "0676ba61"),
+        ("resnet101", "63fe2227"),
+        ("resnet152", "394f9c45"),
+    )
+}
+"""torchvision's ImageNet-1k V1 weights (the classic ones, as the seed used), spelled out so that
+finding them needs no torchvision import (tests/test_embedding.py checks them against it)."""
+TORCHVISION_MODELS = tuple(TORCHVISION_URLS)
 
 
 def torchvision_url(model: str) -> str:
-    """torchvision's ImageNet-1k V1 weights: the classic ones, as the seed used."""
-    return str(models.get_model_weights(model).IMAGENET1K_V1.url)
+    return TORCHVISION_URLS[model]
 
 
 class WeightsError(OperatorError):
@@ -33,8 +45,11 @@ class WeightsError(OperatorError):
 
 
 def hub_cache_path(model: str) -> Path:
-    """Where torch.hub (and torchvision) keep downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision_url(model)).name
+    """Where torch.hub (and torchvision) keep downloaded weights: ``$TORCH_HOME/hub/checkpoints``,
+    found as ``torch.hub.get_dir()`` finds it."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    home = Path(os.path.expanduser(os.environ.get("TORCH_HOME") or os.path.join(cache, "torch")))
+    return home / "hub" / "checkpoints" / Path(torchvision_url(model)).name
 
 
 def _packaged_path(model: str) -> Path | None:
@@ -108,6 +123,8 @@ def locate(model: str, weights_file: Path | None, allow_download: bool) -> Path:
 
 
 def load_state_dict(path: Path, model: str) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file

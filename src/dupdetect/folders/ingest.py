@@ -20,6 +20,10 @@ from dupdetect.images.originals import sha256_of
 from dupdetect.images.schemas import IngestItem, IngestResponse, KnownFiles
 from dupdetect.images.service import ImageService
 
+PAIR_PASS_AT_ONCE = 2
+"""Requests a folder's k-NN pass works on together: one's search in the database overlaps the
+other's geometric checks, so the pass uses two cores instead of one."""
+
 
 class Progress:
     """One line on stderr, rewritten in place: done/total, what happened, rate and ETA."""
@@ -139,5 +143,7 @@ async def ingest_folder_locally(
 async def find_pairs(images: ImageService, added: int) -> int:
     """The k-NN pass over every unsettled request: pairs found."""
     progress = Progress(added, "duplicates")
-    _, pairs = await images.settle_pending(older_than_s=0, progress=lambda done: progress.advance(done))
+    _, pairs = await images.settle_pending(
+        older_than_s=0, progress=lambda done: progress.advance(done), at_once=PAIR_PASS_AT_ONCE
+    )
     return pairs

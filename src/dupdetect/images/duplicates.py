@@ -151,22 +151,42 @@ async def _search_stored(
 
 
 async def settle_pending(
-    store: VectorStore, *, model: str, rules: Rules, older_than_s: float, progress: Callable[[int], None] | None = None
+    store: VectorStore,
+    *,
+    model: str,
+    rules: Rules,
+    older_than_s: float,
+    progress: Callable[[int], None] | None = None,
+    at_once: int = 1,
 ) -> tuple[int, int]:
     """Record the missing pairs of unsettled requests (a crash between commit and the
     concurrent comparison, or a bulk load): one batched k-NN search per request, every pair
-    once. Returns (requests settled, pairs newly recorded)."""
-    settled = pairs = 0
+    once. Returns (requests settled, pairs newly recorded).
+
+    ``at_once``: requests in progress together. One request alternates between the database's
+    search and the geometric checks, each on one core, so a folder's pass (which has the
+    machine to itself) runs two to use two cores; the service's sweeper runs one."""
+    pending = iter(await store.unsettled_requests(older_than_s))
     decided: Decided = {}
-    for collection, request_id in await store.unsettled_requests(older_than_s):
-        scoped = store.scoped(collection)
-        stored = await scoped.request_images(request_id)
-        found = await _search_stored(scoped, stored, model=model, rules=rules, decided=decided)
-        pairs += await scoped.settle(request_id, as_pairs(found.keys(), found.values()), model=model)
-        settled += 1
-        if progress is not None:
-            progress(len(stored))
-    return settled, pairs
+    totals = [0, 0]
+
+    async def settle_each() -> None:
+        for collection, request_id in pending:  # shared: each request is taken by one of them
+            scoped = store.scoped(collection)
+            stored = await scoped.request_images(request_id)
+            found = await _search_stored(scoped, stored, model=model, rules=rules, decided=decided)
+            added = await scoped.settle(request_id, as_pairs(found.keys(), found.values()), model=model)
+            totals[0], totals[1] = totals[0] + 1, totals[1] + added  # after the await: the other task counts too
+            if progress is not None:
+                progress(len(stored))
+
+    try:
+        async with asyncio.TaskGroup() as running:
+            for _ in range(at_once):
+                running.create_task(settle_each())
+    except ExceptionGroup as failed:  # the first failure, as one request alone would raise it
+        raise failed.exceptions[0] from None
+    return totals[0], totals[1]
 
 
 async def for_request(

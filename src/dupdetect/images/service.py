@@ -141,11 +141,13 @@ class ImageService:
             return await self.store.collections()
         return [DEFAULT_COLLECTION]
 
-    async def settle_pending(self, *, older_than_s: float, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    async def settle_pending(
+        self, *, older_than_s: float, progress: Callable[[int], None] | None = None, at_once: int = 1
+    ) -> tuple[int, int]:
         """Record the missing pairs of unsettled requests (after a crash or a bulk load):
         (requests settled, pairs recorded)."""
         return await duplicates.settle_pending(
-            self.store, model=self.descriptor, rules=self.rules(), older_than_s=older_than_s, progress=progress
+            self.store, model=self.descriptor, rules=self.rules(), older_than_s=older_than_s, progress=progress, at_once=at_once
         )
 
     @contextlib.asynccontextmanager
