@@ -47,9 +47,13 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+GPU_DRIVERS = (Path("/proc/driver/nvidia/version"), Path("/dev/dxg"))
+"""What a Linux host shows when a CUDA device can be there: NVIDIA's kernel driver, or WSL2's GPU."""
+
+
 def cuda_available() -> bool:
-    """torch's answer, without importing torch on a Linux host with no NVIDIA driver loaded."""
-    if sys.platform == "linux" and not Path("/proc/driver/nvidia/version").exists():
+    """torch's answer, without importing torch on a Linux host with no GPU driver loaded."""
+    if sys.platform == "linux" and not any(path.exists() for path in GPU_DRIVERS):
         return False
     import torch
 
