@@ -168,25 +168,26 @@ async def settle_pending(
     machine to itself) runs two to use two cores; the service's sweeper runs one."""
     pending = iter(await store.unsettled_requests(older_than_s))
     decided: Decided = {}
-    totals = [0, 0]
 
-    async def settle_each() -> None:
+    async def settle_each() -> tuple[int, int]:
+        settled = pairs = 0
         for collection, request_id in pending:  # shared: each request is taken by one of them
             scoped = store.scoped(collection)
             stored = await scoped.request_images(request_id)
             found = await _search_stored(scoped, stored, model=model, rules=rules, decided=decided)
-            added = await scoped.settle(request_id, as_pairs(found.keys(), found.values()), model=model)
-            totals[0], totals[1] = totals[0] + 1, totals[1] + added  # after the await: the other task counts too
+            pairs += await scoped.settle(request_id, as_pairs(found.keys(), found.values()), model=model)
+            settled += 1
             if progress is not None:
                 progress(len(stored))
+        return settled, pairs
 
     try:
         async with asyncio.TaskGroup() as running:
-            for _ in range(at_once):
-                running.create_task(settle_each())
+            tasks = [running.create_task(settle_each()) for _ in range(at_once)]
     except ExceptionGroup as failed:  # the first failure, as one request alone would raise it
         raise failed.exceptions[0] from None
-    return totals[0], totals[1]
+    counts = [task.result() for task in tasks]
+    return sum(settled for settled, _ in counts), sum(pairs for _, pairs in counts)
 
 
 async def for_request(
