@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from bench.hard_negatives import Negative, chats, photo_viewer, soft_art, wordmarks
+from bench.hard_negatives import Negative, chats, documents, invoices, photo_viewer, soft_art, wordmarks
 from dupdetect.embedding import geometry
 from dupdetect.embedding.decode import decode
 from tests.photos import PHOTOS, photo
@@ -27,6 +28,26 @@ def keypoints(image: Image.Image | Negative) -> bytes:
     found = decode(data, size=224, max_pixels=50_000_000).keypoints
     assert found is not None
     return found
+
+
+def jpeg(image: Image.Image, quality: int) -> Negative:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return Negative("copy", "copy", buffer.getvalue())
+
+
+def wallpaper(seed: int) -> Image.Image:
+    """A soft abstract background crossed by blurred light arcs, like a desktop wallpaper: its
+    only keypoints lie along soft edges."""
+    base = soft_art(seed, 1)[0]
+    arcs = Image.new("L", base.size, 0)
+    draw = ImageDraw.Draw(arcs)
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        x, y, radius = int(rng.integers(-800, 400)), int(rng.integers(-300, 600)), int(rng.integers(500, 1400))
+        draw.ellipse((x, y, x + 2 * radius, y + radius), outline=255, width=int(rng.integers(20, 60)))
+    light = arcs.filter(ImageFilter.GaussianBlur(25)).point(lambda v: int(v * 0.35))
+    return Image.composite(Image.new("RGB", base.size, (255, 255, 255)), base, light)
 
 
 def test_screenshots_of_different_pictures_in_one_viewer_differ_though_the_chrome_matches() -> None:
@@ -77,3 +98,18 @@ def test_a_soft_low_contrast_photo_has_keypoints_and_its_crop_and_grey_copy_are_
     assert len(geometry.unpack(original).view.points) >= geometry.SPARSE
     assert geometry.verify(original, keypoints(crop))[0] == "confirmed"
     assert geometry.verify(original, keypoints(ImageOps.grayscale(soft).convert("RGB")))[0] == "confirmed"
+
+
+def test_only_smooth_pictures_count_as_smooth() -> None:
+    assert geometry.smooth(geometry.unpack(keypoints(wallpaper(4))))
+    sharp: list[Image.Image | Negative] = [*chats(range(1)), *documents()[:1], *invoices(range(1)), photo("coffee")]
+    assert not any(geometry.smooth(geometry.unpack(keypoints(image))) for image in sharp)
+
+
+def test_a_crop_of_a_smooth_wallpaper_is_confirmed_though_few_of_its_matches_fit_one_plane() -> None:
+    picture = wallpaper(4)
+    width, height = picture.size
+    crop = picture.crop((width // 10, height // 10, width - width // 10, height - height // 10))
+    original, copy = keypoints(jpeg(picture, 92)), keypoints(jpeg(crop, 92))
+    assert geometry.verify(original, copy)[0] == "confirmed"
+    assert geometry.verify(copy, original)[0] == "confirmed"

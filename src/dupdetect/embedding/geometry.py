@@ -66,6 +66,18 @@ screenshots of different pictures in one viewer, 0.58 for one wordmark under a c
 square; 1 of 1,940 copies whose keypoints agree falls below; bench/keeper.py's near copies of
 a dense photo 0.77 and up)."""
 MIN_OVERLAP_CELLS = 16
+SMOOTH_GRADIENT = 12.0
+SMOOTH_INLIER_SHARE = 0.35
+SMOOTH_MIN_ALIKE = 0.9
+"""Smooth pictures (wallpapers, skies, soft gradients: on both grey maps nine cells in ten change
+by at most :data:`SMOOTH_GRADIENT` levels from the next) have keypoints only along soft edges,
+where ORB places them a few pixels apart from one copy to the next: a copy's matches then fit
+one plane at 0.38–0.55, under :data:`MIN_INLIER_SHARE`. What that share guards against, repeated
+letters and shared chrome around different text, needs sharp content, which such maps do not
+have (bench/quality.py: pages, invoices and screenshots 18 and up). So a smooth pair needs only
+this share of its matches on the plane, and then at least :data:`SMOOTH_MIN_ALIKE` of the
+overlap alike (bench/keeper.py: 14 near copies, a rotation and a crop of a smooth wallpaper
+found; no new false pair in bench/quality.py)."""
 _PATCH = 32  # ORB's patch: smaller images have no keypoints (and its pyramid would fail)
 _SCALE = 16  # keypoint coordinates are stored as uint16 sixteenths of a pixel
 _VERSION = 3
@@ -187,9 +199,8 @@ class _Fit:
     """Of those, how many one homography explains."""
     homography: np.ndarray | None
 
-    @property
-    def agrees(self) -> bool:
-        return self.inliers >= MIN_INLIERS and self.inliers >= MIN_INLIER_SHARE * self.matches
+    def agrees(self, share: float = MIN_INLIER_SHARE) -> bool:
+        return self.inliers >= MIN_INLIERS and self.inliers >= share * self.matches
 
     @property
     def contradicts(self) -> bool:
@@ -256,6 +267,15 @@ def alike(a: Stored, b: Stored, homography: np.ndarray, *, mirrored: bool) -> fl
     return min(share, _alike_from(b.appearance, ours, back, b.size, a.size))
 
 
+def smooth(image: Stored) -> bool:
+    """Whether the picture has no sharp detail (see :data:`SMOOTH_GRADIENT`); False for rows
+    stored before the grey maps."""
+    if image.appearance is None:
+        return False
+    rows, cols = np.gradient(image.appearance.astype(np.float32))
+    return float(np.percentile(np.hypot(rows, cols), 90)) <= SMOOTH_GRADIENT
+
+
 def verify(a: bytes, b: bytes) -> tuple[Verdict, int]:
     """Whether ``b`` is a geometric copy of ``a`` (or of its mirror image), and how many
     keypoints agree."""
@@ -265,13 +285,15 @@ def verify(a: bytes, b: bytes) -> tuple[Verdict, int]:
     sides = max(one.size), max(other.size)
     if max(sides) > MAX_SCALE * max(1, min(sides)):
         return "out_of_scale", 0
+    share = SMOOTH_INLIER_SHARE if smooth(one) and smooth(other) else MIN_INLIER_SHARE
     fit, mirrored = _fit(one.view, other.view), False
-    if not fit.agrees and len(one.mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
+    if not fit.agrees(share) and len(one.mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
         flipped = _fit(one.mirror, other.view)
-        if flipped.agrees or flipped.inliers > fit.inliers:
+        if flipped.agrees(share) or flipped.inliers > fit.inliers:
             fit, mirrored = flipped, True
-    if not fit.agrees or fit.homography is None:
+    if not fit.agrees(share) or fit.homography is None:
         return ("differs" if fit.contradicts else "refuted"), 0
-    if alike(one, other, fit.homography, mirrored=mirrored) < MIN_ALIKE:
+    needed = MIN_ALIKE if fit.agrees() else SMOOTH_MIN_ALIKE
+    if alike(one, other, fit.homography, mirrored=mirrored) < needed:
         return "differs", fit.inliers
     return "confirmed", fit.inliers
