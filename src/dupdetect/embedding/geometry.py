@@ -35,10 +35,14 @@ illustrations and soft-focus photos get keypoints too (bench/quality.py: a third
 desktop backgrounds had fewer than 24 at the default)."""
 SPARSE = 128
 SPARSE_FAST_THRESHOLD = 4
+SPARSE_MARGIN = 0.15
 """An image with fewer than :data:`SPARSE` corners at :data:`FAST_THRESHOLD` is looked at again
 at this contrast: smooth wallpapers, skies and illustrations then get keypoints that survive
 crops, overlays and grey copies (bench/quality.py: 1,768 → 1,922 of 2,035 copies confirmed,
-no new false pair)."""
+no new false pair). That second look stretches the grey levels of the picture without this
+share of it on each side, where captions, letterboxes, frames and padding sit: a white caption
+band under a dark photo otherwise sets the range, and the photo keeps its dull levels
+(bench/keeper.py: such a copy 27 → 256 keypoints, then confirmed)."""
 MIN_KEYPOINTS = 24
 """Fewer keypoints than this on either side: too little texture to verify anything."""
 MIN_INLIERS = 25
@@ -113,11 +117,12 @@ def _keypoints(found: Sequence[cv2.KeyPoint], descriptors: np.ndarray | None) ->
     return Keypoints(np.array([k.pt for k in found], np.float32).reshape(-1, 2), descriptors)
 
 
-def _stretched(grey: np.ndarray) -> np.ndarray:
-    """Grey levels stretched from the 1st to the 99th percentile, so that a dark or hazy picture
-    has corners at the same threshold as a crisp one. ORB describes a corner by comparing pixels,
-    which a stretch keeps: keypoints stored before it still match."""
-    counts = np.bincount(grey.ravel(), minlength=256).cumsum()
+def _stretched(grey: np.ndarray, sample: np.ndarray | None = None) -> np.ndarray:
+    """Grey levels stretched from the 1st to the 99th percentile of ``sample`` (all of ``grey``
+    by default), so that a dark or hazy picture has corners at the same threshold as a crisp one.
+    ORB describes a corner by comparing pixels, which a stretch keeps: keypoints stored before it
+    still match."""
+    counts = np.bincount((grey if sample is None else sample).ravel(), minlength=256).cumsum()
     low, high = np.searchsorted(counts, [0.01 * counts[-1], 0.99 * counts[-1]])
     if high - low < 8:  # a flat picture: its noise is not texture
         return grey
@@ -131,10 +136,13 @@ def _orb_views(grey: np.ndarray) -> tuple[Keypoints, Keypoints]:
     detection, which is most of ORB's cost (decode workers spend ~1 ms less per image)."""
     if min(grey.shape) < _PATCH:
         return _NONE, _NONE
-    grey = _stretched(grey)
+    picture = grey
+    grey = _stretched(picture)
     orb = cv2.ORB.create(nfeatures=KEYPOINTS, fastThreshold=FAST_THRESHOLD)
     found, descriptors = orb.detectAndCompute(grey, None)
     if len(found) < SPARSE:
+        rows, cols = (round(SPARSE_MARGIN * side) for side in picture.shape)
+        grey = _stretched(picture, picture[rows : picture.shape[0] - rows, cols : picture.shape[1] - cols])
         orb = cv2.ORB.create(nfeatures=KEYPOINTS, fastThreshold=SPARSE_FAST_THRESHOLD)
         found, descriptors = orb.detectAndCompute(grey, None)
     if not found:
