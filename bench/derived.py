@@ -51,7 +51,8 @@ def strip_exif(jpeg: bytes) -> bytes:
     return bytes(out + jpeg[at:])
 
 
-def _caption(picture: Image.Image) -> Image.Image:
+def captioned(picture: Image.Image) -> Image.Image:
+    """``picture`` above a white band with a line of dark strokes, as a caption adds."""
     band = max(24, picture.height // 7)
     canvas = Image.new("RGB", (picture.width, picture.height + band), "white")
     canvas.paste(picture, (0, 0))
@@ -85,7 +86,7 @@ DERIVED: dict[str, Derive] = {
         quality=92,
         exif=Image.open(io.BytesIO(raw)).getexif(),
     ),
-    "caption.jpg": lambda p, raw: _save(_caption(p), "JPEG", quality=92),
+    "caption.jpg": lambda p, raw: _save(captioned(p), "JPEG", quality=92),
     "no-exif.jpg": lambda p, raw: strip_exif(raw),
 }
 

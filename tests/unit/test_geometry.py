@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from bench.derived import captioned
 from bench.hard_negatives import Negative, chats, documents, invoices, photo_viewer, soft_art, wordmarks
 from dupdetect.embedding import geometry
 from dupdetect.embedding.decode import decode
@@ -118,13 +119,7 @@ def test_a_crop_of_a_smooth_wallpaper_is_confirmed_though_few_of_its_matches_fit
 def test_a_dark_photo_with_a_white_caption_band_is_still_its_copy() -> None:
     dull = ImageEnhance.Contrast(photo("chelsea").filter(ImageFilter.GaussianBlur(8))).enhance(0.4)
     picture = ImageEnhance.Brightness(dull).enhance(0.5)
-    band = picture.height // 7
-    captioned = Image.new("RGB", (picture.width, picture.height + band), "white")
-    captioned.paste(picture, (0, 0))
-    draw = ImageDraw.Draw(captioned)
-    for x in range(24, picture.width // 2, 12):  # a line of dark "text" on the band
-        draw.rectangle((x, picture.height + band // 3, x + 6, picture.height + 2 * band // 3), fill=(20, 20, 20))
-    original, copy = keypoints(jpeg(picture, 92)), keypoints(jpeg(captioned, 92))
+    original, copy = keypoints(jpeg(picture, 92)), keypoints(jpeg(captioned(picture), 92))
     assert len(geometry.unpack(copy).view.points) >= geometry.SPARSE  # the band does not set the levels
     assert geometry.verify(original, copy)[0] == "confirmed"
     assert geometry.verify(copy, original)[0] == "confirmed"
