@@ -102,9 +102,9 @@ def test_a_soft_low_contrast_photo_has_keypoints_and_its_crop_and_grey_copy_are_
 
 
 def test_only_smooth_pictures_count_as_smooth() -> None:
-    assert geometry.smooth(geometry.unpack(keypoints(wallpaper(4))))
+    assert geometry.unpack(keypoints(wallpaper(4))).smooth
     sharp: list[Image.Image | Negative] = [*chats(range(1)), *documents()[:1], *invoices(range(1)), photo("coffee")]
-    assert not any(geometry.smooth(geometry.unpack(keypoints(image))) for image in sharp)
+    assert not any(geometry.unpack(keypoints(image)).smooth for image in sharp)
 
 
 def test_a_crop_of_a_smooth_wallpaper_is_confirmed_though_few_of_its_matches_fit_one_plane() -> None:
