@@ -42,7 +42,7 @@ WEAK_DESCRIPTOR_POINTS = 40
 carry the pair alone with this many points (bench/quality.py: unrelated images reach 23 at
 0.48–0.57; rotated copies keep 100 and more)."""
 MAX_CHECKS = 12
-"""Failed geometric checks per image at most (about 0.6 ms each): an image without duplicates
+"""Failed geometric checks per image at most (about 1 ms each): an image without duplicates
 in a large collection has many candidates above the similarity floor, and a copy, when there is
 one, is nearly always among the most similar. Checks that confirm a pair do not count (a
 request of many copies of one photo checks them all)."""
