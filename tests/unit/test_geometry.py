@@ -123,3 +123,20 @@ def test_a_dark_photo_with_a_white_caption_band_is_still_its_copy() -> None:
     assert len(geometry.unpack(copy).view.points) >= geometry.SPARSE  # the band does not set the levels
     assert geometry.verify(original, copy)[0] == "confirmed"
     assert geometry.verify(copy, original)[0] == "confirmed"
+
+
+def test_a_keypoint_is_matched_once_by_its_closest_and_only_through_the_ratio_test() -> None:
+    rng = np.random.default_rng(5)
+    theirs = rng.integers(0, 256, (30, 32), dtype=np.uint8)
+
+    def flipped(row: int, bits: int) -> np.ndarray:
+        near = np.unpackbits(theirs[row])
+        near[:bits] ^= 1
+        return np.packbits(near)
+
+    ours = rng.integers(0, 256, (6, 32), dtype=np.uint8)  # rows 3–5: near nothing, so no match
+    ours[0], ours[1], ours[2] = flipped(5, 3), flipped(5, 1), theirs[7]
+    points = np.zeros((6, 2), np.float32), np.zeros((30, 2), np.float32)
+    a, b = geometry.Keypoints(points[0], ours), geometry.Keypoints(points[1], theirs)
+    matched = geometry._matches(a, b)
+    assert list(zip(*(m.tolist() for m in matched), strict=True)) == [(1, 5), (2, 7)]
