@@ -173,8 +173,8 @@ def detail_scale(grey: np.ndarray) -> float:
     quarter = lost(4)
     if quarter < 0.2:  # a picture that loses nothing even at a quarter of its size
         return round(float((4.0 / 1.5) ** CROSSING_POWER), 2)
-    points = [(1.0, 0.0), *((f, lost(f) / quarter) for f in SHRINKS), (4.0, 1.0)]
-    for (f0, r0), (f1, r1) in itertools.pairwise(points):
+    points = itertools.chain([(1.0, 0.0)], ((f, lost(f) / quarter) for f in SHRINKS), [(4.0, 1.0)])
+    for (f0, r0), (f1, r1) in itertools.pairwise(points):  # lazily: a photo crosses by 1.5 or 2, the rest is not computed
         if r1 >= CROSSING_SHARE:
             crossing = f0 + (f1 - f0) * (CROSSING_SHARE - r0) / max(r1 - r0, 1e-6)
             return round(float((crossing / 1.5) ** CROSSING_POWER), 2)
