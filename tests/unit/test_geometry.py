@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from bench.derived import captioned
 from bench.hard_negatives import Negative, chats, documents, invoices, photo_viewer, soft_art, wordmarks
+from bench.transforms import EDITS
 from dupdetect.embedding import geometry
 from dupdetect.embedding.decode import decode
 from tests.photos import PHOTOS, photo
@@ -123,6 +124,22 @@ def test_a_dark_photo_with_a_white_caption_band_is_still_its_copy() -> None:
     assert len(geometry.unpack(copy).view.points) >= geometry.SPARSE  # the band does not set the levels
     assert geometry.verify(original, copy)[0] == "confirmed"
     assert geometry.verify(copy, original)[0] == "confirmed"
+
+
+def test_a_copy_under_stickers_is_confirmed_on_a_few_matches_that_nearly_all_agree() -> None:
+    picture = photo("astronaut")
+    stickered = next(edit for edit in EDITS if edit.name == "caption-stickers").apply(picture)
+    verdict, points = geometry.verify(keypoints(picture), keypoints(Negative("copy", "copy", stickered)))
+    assert verdict == "confirmed"
+    assert geometry.FEW_INLIERS <= points < geometry.MIN_INLIERS
+
+
+def test_few_matches_count_only_when_nearly_all_of_them_fit_the_plane() -> None:
+    plane = np.eye(3)
+    assert geometry._Fit(matches=20, inliers=17, homography=plane).holds(geometry.MIN_INLIER_SHARE)
+    # small drawings on transparency: 23 of 33 on a plane, and little else to tell them apart
+    assert not geometry._Fit(matches=33, inliers=23, homography=plane).holds(geometry.MIN_INLIER_SHARE)
+    assert not geometry._Fit(matches=14, inliers=14, homography=plane).holds(geometry.MIN_INLIER_SHARE)
 
 
 def test_a_keypoint_is_matched_once_by_its_closest_and_only_through_the_ratio_test() -> None:

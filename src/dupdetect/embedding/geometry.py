@@ -58,6 +58,14 @@ MIN_INLIER_SHARE = 0.55
 copy's matches agree on one plane; repeated letters, or the same window chrome around
 different text, leave most matches outside it (bench/quality.py: 0.43–0.52 for those, 0.7 and
 up for nearly every copy)."""
+FEW_INLIERS = 15
+FEW_INLIER_SHARE = 0.8
+"""Fewer than :data:`MIN_INLIERS` on the plane, but at least this many and this share of the
+matches: a heavy crop, a phone screenshot or stickers leave a copy only a few corners in common,
+and nearly all of them agree (bench/quality.py: such copies keep 0.8–0.9 on the plane). What
+shares that few points by chance shares them loosely (window chrome, small drawings on
+transparency: 0.70 and under once the overlap also looks alike), so such a pair needs
+:data:`SMOOTH_MIN_ALIKE` of the overlap alike, and the rules a close descriptor."""
 RATIO = 0.8
 """Lowe's ratio test: a match must be clearly better than the second best."""
 REPROJECTION_PX = 6.0
@@ -249,6 +257,14 @@ class _Fit:
         return self.inliers >= MIN_INLIERS and self.inliers >= share * self.matches
 
     @property
+    def agrees_closely(self) -> bool:
+        """Few matches, nearly all on the plane (see :data:`FEW_INLIERS`)."""
+        return self.inliers >= FEW_INLIERS and self.inliers >= FEW_INLIER_SHARE * self.matches
+
+    def holds(self, share: float) -> bool:
+        return self.agrees(share) or self.agrees_closely
+
+    @property
     def contradicts(self) -> bool:
         """Many keypoints match, and one plane explains few of them: the pictures share pieces
         (an app's bars and bubbles, letters), not a geometry."""
@@ -273,7 +289,7 @@ def _matches(a: Keypoints, b: Keypoints) -> tuple[np.ndarray, np.ndarray]:
 
 def _fit(a: Keypoints, b: Keypoints) -> _Fit:
     ours, theirs = _matches(a, b)
-    if len(ours) < MIN_INLIERS:
+    if len(ours) < FEW_INLIERS:
         return _Fit(len(ours), 0, None)
     found: tuple[np.ndarray | None, np.ndarray | None] = cv2.findHomography(
         a.points[ours], b.points[theirs], HOMOGRAPHY_METHOD, REPROJECTION_PX
@@ -343,11 +359,11 @@ def verify(a: bytes, b: bytes) -> tuple[Verdict, int]:
         return "out_of_scale", 0
     share = SMOOTH_INLIER_SHARE if one.smooth and other.smooth else MIN_INLIER_SHARE
     fit, mirrored = _fit(one.view, other.view), False
-    if not fit.agrees(share) and len(one.mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
+    if not fit.holds(share) and len(one.mirror.points) >= MIN_KEYPOINTS:  # a mirrored copy?
         flipped = _fit(one.mirror, other.view)
-        if flipped.agrees(share) or flipped.inliers > fit.inliers:
+        if flipped.holds(share) or flipped.inliers > fit.inliers:
             fit, mirrored = flipped, True
-    if not fit.agrees(share) or fit.homography is None:
+    if not fit.holds(share) or fit.homography is None:
         return ("differs" if fit.contradicts else "refuted"), 0
     needed = MIN_ALIKE if fit.agrees() else SMOOTH_MIN_ALIKE
     if alike(one, other, fit.homography, mirrored=mirrored) < needed:

@@ -180,7 +180,7 @@ def verified(query: Query, proposal: Proposal, theirs: bytes | None, rules: Rule
             return None
         agreed = points if verdict == "confirmed" else None
         return Match(image=proposal.image, similarity=proposal.similarity, kind="near_exact", matched_points=agreed)
-    needed = geometry.MIN_INLIERS if proposal.similarity >= WEAK_DESCRIPTOR else WEAK_DESCRIPTOR_POINTS
+    needed = geometry.FEW_INLIERS if proposal.similarity >= WEAK_DESCRIPTOR else WEAK_DESCRIPTOR_POINTS
     if verdict == "confirmed" and points >= needed:
         return Match(image=proposal.image, similarity=proposal.similarity, kind=tier, matched_points=points)
     if verdict in ("textureless", "out_of_scale") and proposal.hash_match:
