@@ -4,7 +4,8 @@ A global descriptor says "two pages of text" or "two blue gradients" and stops t
 shares *geometry* with its original. Each image keeps up to :data:`KEYPOINTS` ORB keypoints
 (found on a grey version of at most :data:`SIDE` px, once more on its mirror image); a
 candidate pair is confirmed when a RANSAC homography maps at least :data:`MIN_INLIERS` matched
-keypoints of one onto the other. Different documents match a few letters, never a consistent
+keypoints of one onto the other (or :data:`FEW_INLIERS`, when nearly all matches agree).
+Different documents match a few letters, never a consistent
 plane; gradients and flat images have no keypoints at all (:class:`Verdict` ``textureless``).
 
 Keypoints that agree are not enough when they agree on only a part: two screenshots of one
