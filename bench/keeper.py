@@ -76,9 +76,9 @@ def main() -> int:
         started = time.monotonic()
         env = {**os.environ, "DUPDETECT_MODEL": os.environ.get("DUPDETECT_MODEL", "efficientnet_lite0")}
         done = subprocess.run(command, check=False, stderr=subprocess.PIPE, text=True, env=env)
-        if done.returncode not in (0, 1):  # 1: some files failed, which the scan reports
+        if done.returncode not in (0, 1) or not (out / "groups.json").exists():  # 1 alone: some files failed
             print(done.stderr[-2000:], file=sys.stderr)
-            return done.returncode
+            return done.returncode or 1
         elapsed = time.monotonic() - started
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,11 @@ wall time, peak memory, the database on disk.
 
     python bench/library.py [--photos 100000] [--every 10000] [--folder bench/out/library]
 
-The folder: ``--photos`` JPEGs of about 1 MP, each a different random crop (a tenth to a third
-of the picture, at a random place, some mirrored, colours shifted) of real photos (the shared
-nature photos, KDE Plasma's and GNOME's wallpapers, scikit-image's), so that files are distinct
-pictures as in a library, with the overlaps of a burst now and then. It is made once and kept
+The folder: ``--photos`` JPEGs of about 1 MP, each a picture of its own: two to four panels,
+each a random crop of a random real photo (the shared nature photos, KDE Plasma's and GNOME's
+wallpapers, scikit-image's), some mirrored, colours shifted. One photo in twenty is a burst: the
+photo before, a step to the side and saved again, so there are real copies to find among pictures
+that only share a panel's source now and then, as in a library. It is made once and kept
 (``--folder``). Then one ``dupdetect ingest FOLDER`` with its own embedded PostgreSQL in a fresh
 data folder, EfficientNet-Lite0 (the offline ImageNet weights); its progress line gives the rate
 of every ``--every`` photos stored, then the k-NN pass that finds the pairs. Peak memory is the
@@ -44,6 +45,41 @@ def _sources() -> list[Image.Image]:
     return [Image.open(io.BytesIO(p)).convert("RGB") for p in nature_photos() + wallpapers() + skimage_photos()]
 
 
+def _panel(sources: list[Image.Image], rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A random crop of a random source, of the panel's shape, resized to fill it."""
+    source = sources[int(rng.integers(len(sources)))]
+    aspect = size[0] / size[1]
+    share = float(rng.uniform(0.3, 0.7))
+    w = round(min(source.width, source.height * aspect) * share)
+    h = round(w / aspect)
+    x, y = int(rng.integers(0, source.width - w + 1)), int(rng.integers(0, source.height - h + 1))
+    panel = source.crop((x, y, x + w, y + h)).resize(size, Image.Resampling.BILINEAR)
+    return ImageOps.mirror(panel) if rng.random() < 0.5 else panel
+
+
+def _picture(sources: list[Image.Image], seed: int) -> Image.Image:
+    """Two to four panels from different places of the sources: one picture of its own."""
+    rng = np.random.default_rng(seed)
+    width, height = SIDE
+    photo = Image.new("RGB", SIDE)
+    split = round(width * float(rng.uniform(0.35, 0.65)))
+    for left, right in ((0, split), (split, width)):
+        if rng.random() < 0.5:
+            photo.paste(_panel(sources, rng, (right - left, height)), (left, 0))
+            continue
+        cut = round(height * float(rng.uniform(0.35, 0.65)))
+        photo.paste(_panel(sources, rng, (right - left, cut)), (left, 0))
+        photo.paste(_panel(sources, rng, (right - left, height - cut)), (left, cut))
+    if seed % 5 == 0:
+        photo = photo.rotate(90, expand=True)
+    photo = ImageEnhance.Color(photo).enhance(float(rng.uniform(0.7, 1.3)))
+    return ImageEnhance.Brightness(photo).enhance(float(rng.uniform(0.85, 1.15)))
+
+
+BURST = 0.05
+"""The share of photos that are a second shot of the photo before (a burst)."""
+
+
 def _write(args: tuple[Path, int, int]) -> None:
     """Photos ``start`` … ``stop - 1``, each from its own seed."""
     folder, start, stop = args
@@ -52,20 +88,15 @@ def _write(args: tuple[Path, int, int]) -> None:
         path = folder / f"{index // 1000:03d}" / f"IMG_{index:06d}.jpg"
         if path.exists():
             continue
-        rng = np.random.default_rng(index)
-        source = sources[int(rng.integers(len(sources)))]
-        share = float(rng.uniform(0.3, 0.58))  # of each side: a tenth to a third of the area
-        w, h = round(source.width * share), round(source.width * share / 1.5)
-        if h > source.height:
-            w, h = round(source.height * 1.5), source.height
-        x, y = int(rng.integers(0, source.width - w + 1)), int(rng.integers(0, source.height - h + 1))
-        photo = source.crop((x, y, x + w, y + h)).resize(SIDE, Image.Resampling.BILINEAR)
-        if rng.random() < 0.5:
-            photo = ImageOps.mirror(photo)
-        if index % 5 == 0:
-            photo = photo.rotate(90, expand=True)
-        photo = ImageEnhance.Color(photo).enhance(float(rng.uniform(0.7, 1.3)))
-        photo = ImageEnhance.Brightness(photo).enhance(float(rng.uniform(0.85, 1.15)))
+        rng = np.random.default_rng([index, 1])
+        if index > 0 and rng.random() < BURST:  # the same scene, a step to the side
+            photo = _picture(sources, index - 1)
+            keep = float(rng.uniform(0.9, 0.97))
+            w, h = round(photo.width * keep), round(photo.height * keep)
+            x, y = int(rng.integers(0, photo.width - w + 1)), int(rng.integers(0, photo.height - h + 1))
+            photo = photo.crop((x, y, x + w, y + h)).resize(photo.size, Image.Resampling.BILINEAR)
+        else:
+            photo = _picture(sources, index)
         path.parent.mkdir(exist_ok=True)
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=int(rng.integers(80, 96)))

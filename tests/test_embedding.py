@@ -17,7 +17,7 @@ from torchvision import models
 from dupdetect.embedding import weights
 from dupdetect.embedding.backbones import BACKBONES
 from dupdetect.embedding.decode import decode
-from dupdetect.embedding.model import Embedder
+from dupdetect.embedding.model import Embedder, cpu_has_native_bf16
 from dupdetect.embedding.torch_model import fold_batch_norms
 from dupdetect.embedding.weights import WeightsError
 from dupdetect.embedding.worker import EmbeddingWorker, Overloaded
@@ -167,7 +167,11 @@ def test_weights_are_looked_for_where_torch_hub_keeps_them(tmp_path: Path, monke
         assert weights.hub_cache_path("resnet50").is_relative_to(tmp_path / variable)
 
 
-def test_fp32_on_the_cpu_runs_on_onnx_runtime_and_bf16_on_torch() -> None:
+def test_the_cpu_runs_on_onnx_runtime_unless_bf16_runs_faster_or_is_asked_for() -> None:
+    lite0 = Embedder(ModelSettings(model="efficientnet_lite0", device="cpu"))  # with native bf16 or without
+    assert (lite0.runtime, lite0.precision) == ("onnx", "fp32")
+    resnet = Embedder(ModelSettings(model="resnet50", device="cpu"))
+    assert (resnet.runtime, resnet.precision) == (("torch", "bf16") if cpu_has_native_bf16() else ("onnx", "fp32"))
     assert Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="fp32")).runtime == "onnx"
     assert Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="bf16")).runtime == "torch"
     forced = Embedder(ModelSettings(model="efficientnet_lite0", device="cpu", precision="fp32", runtime="torch"))

@@ -99,8 +99,9 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """``auto`` uses bf16 where the hardware runs it natively (AVX-512 BF16/AMX, CUDA)."""
     runtime: Literal["auto", "torch", "onnx"] = "auto"
-    """``auto`` runs fp32 on the CPU through ONNX Runtime (1.15–2.8× faster than torch there,
-    the same vectors) and everything else (bf16, CUDA) through torch."""
+    """``auto`` runs fp32 on the CPU through ONNX Runtime (1.15–2.8× faster than fp32 torch, the
+    same vectors), except where bf16 autocast outruns it (ResNets on CPUs with native bf16), and
+    CUDA through torch."""
     image_size: Annotated[int, Meta(ge=64, le=1024)] = 224
     """Side of the square network input; the whole image is resized to it, no centre crop."""
     batch_size: Annotated[int, Meta(ge=1, le=256)] = 16

@@ -5,7 +5,7 @@ one unit vector out. ``predict`` is blocking; the batching worker owns the only 
 
 torch is imported only where it runs (:mod:`dupdetect.embedding.torch_model`): torch and
 torchvision take ~500 MB of memory once imported, and a CPU running a cached ONNX graph (the
-default without native bf16) needs neither.
+default on CPUs, except ResNets where native bf16 runs them faster) needs neither.
 """
 
 from __future__ import annotations
@@ -69,13 +69,12 @@ class Embedder:
         self.name = descriptor_name(settings.model, settings.image_size)
         self.dims = spec.dims
         self.image_size = settings.image_size
-        onnx = settings.runtime == "onnx"
-        self.device = (
-            "cuda" if not onnx and (settings.device == "cuda" or (settings.device == "auto" and cuda_available())) else "cpu"
-        )
+        cuda = settings.runtime != "onnx" and (settings.device == "cuda" or (settings.device == "auto" and cuda_available()))
+        self.device = "cuda" if cuda else "cpu"
+        bf16 = settings.precision == "bf16" or (settings.precision == "auto" and spec.bf16_beats_onnx and cpu_has_native_bf16())
+        onnx = settings.runtime == "onnx" or (settings.runtime == "auto" and not cuda and not bf16)
         self.precision = "fp32" if onnx else self._choose_precision()
-        cpu_fp32 = self.device == "cpu" and self.precision == "fp32"
-        self.runtime = "onnx" if onnx or (settings.runtime == "auto" and cpu_fp32) else "torch"
+        self.runtime = "onnx" if onnx else "torch"
         self._forward: Callable[[np.ndarray], np.ndarray] | None = None
         self._lock = threading.Lock()
 
