@@ -126,6 +126,19 @@ def test_a_dark_photo_with_a_white_caption_band_is_still_its_copy() -> None:
     assert geometry.verify(copy, original)[0] == "confirmed"
 
 
+@pytest.mark.parametrize(("name", "corner", "enlarged"), [("rocket", (0, 0), False), ("chelsea", (0, 1), True)])
+def test_a_crop_of_four_tenths_is_confirmed_where_its_plane_puts_the_keypoints(
+    name: str, corner: tuple[int, int], enlarged: bool
+) -> None:
+    picture = photo(name)
+    width, height = (int(side * 0.4**0.5) for side in picture.size)
+    left, top = (picture.width - width) * corner[0], (picture.height - height) * corner[1]
+    crop = picture.crop((left, top, left + width, top + height))
+    copy = keypoints(crop.resize(picture.size) if enlarged else crop)
+    verdict, points = geometry.verify(keypoints(picture), copy)
+    assert (verdict, points >= geometry.MIN_INLIERS) == ("confirmed", True)
+
+
 def test_a_copy_under_stickers_is_confirmed_on_a_few_matches_that_nearly_all_agree() -> None:
     picture = photo("astronaut")
     stickered = next(edit for edit in EDITS if edit.name == "caption-stickers").apply(picture)
